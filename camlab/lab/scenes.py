@@ -1,0 +1,329 @@
+"""Seeded procedural scenes with ground truth: the synthetic lab's images, labels, boxes and masks.
+
+A scene is a smooth, low-contrast textured background with one or more flat-coloured shapes on it.
+Everything is drawn with vectorised torch operations from one ``torch.Generator`` seeded by ``seed``,
+so the same arguments always give bit-identical tensors (2,000 scenes of 64x64 take about a second).
+
+Conventions
+-----------
+* ``images``: float32 (N, 3, H, W) in [0, 1] (not normalised; models carry mean/std in ``model.camlab``).
+* Boxes are ``(x0, y0, x1, y1)`` float pixel *edges*: pixel (row ``y``, column ``x``) lies in the box iff
+  ``x0 <= x < x1`` and ``y0 <= y < y1``, i.e. ``image[..., y0:y1, x0:x1]`` is the box. Boxes are tight
+  around the drawn pixels.
+* The **label** is the class of the scene's *main* object(s). With ``instances=k`` there are k main
+  objects, all of the label class (and of different colours). **Distractors** (``distractors=k``) are
+  objects of *other* classes, drawn clearly *smaller* than the main objects (radius 4-6 px vs 7-12 px at
+  size 64), so the label is unambiguous: it is the class of the largest object(s).
+* ``boxes`` (N, 4) is the box of the first main object; ``instance_boxes`` (N, K, 4) holds the boxes of all
+  K = ``instances`` main objects (every image has exactly ``instances`` of them, so no padding is needed).
+* ``masks`` (N, H, W) bool covers ALL pixels of all objects of the label class (never distractors, never
+  the cue).
+* ``objects``: per image, a list of dicts ``{"class", "colour", "box", "main"}`` (main objects first).
+* The **spurious cue** is a fixed 6x6 black-and-white checkerboard glyph in the bottom-right corner
+  (``cue_box``). Objects never overlap it. It appears on images of class ``spurious_cue`` with probability
+  ``cue_rate`` and on images of the other classes with probability ``cue_other_rate``;
+  ``cue_present`` (N,) says where it was drawn.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+LAB_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "ring")
+
+#: Named flat colours (RGB in [0, 1]); each object gets one plus a little jitter.
+COLOURS: dict[str, tuple[float, float, float]] = {
+    "red": (0.90, 0.12, 0.12),
+    "green": (0.15, 0.80, 0.20),
+    "blue": (0.15, 0.30, 0.95),
+    "yellow": (0.95, 0.90, 0.10),
+    "magenta": (0.90, 0.15, 0.85),
+    "cyan": (0.10, 0.85, 0.90),
+}
+COLOUR_NAMES: tuple[str, ...] = tuple(COLOURS)
+
+CUE_SIZE = 6
+CUE_MARGIN = 2
+
+# Object radii (half-size in px) at size 64; scaled linearly with ``size``.
+_MAIN_RADIUS = (7.0, 12.0)
+_MULTI_RADIUS = (6.0, 9.0)
+_DISTRACTOR_RADIUS = (4.0, 6.0)
+
+
+def class_index(name: str) -> int:
+    """Index of a lab class name in :data:`LAB_CLASSES` (``ValueError`` listing the names if unknown)."""
+    try:
+        return LAB_CLASSES.index(name)
+    except ValueError:
+        raise ValueError(f"unknown lab class {name!r}; choose one of {', '.join(LAB_CLASSES)}") from None
+
+
+def cue_box_for(size: int = 64) -> tuple[float, float, float, float]:
+    """The spurious cue's box (x0, y0, x1, y1) in an image of ``size`` x ``size`` pixels."""
+    hi = float(size - CUE_MARGIN)
+    return (hi - CUE_SIZE, hi - CUE_SIZE, hi, hi)
+
+
+@dataclass
+class Scenes(torch.utils.data.Dataset):
+    """A batch of lab scenes with ground truth; also a ``torch.utils.data.Dataset`` of (image, label)."""
+
+    images: torch.Tensor  # (N, 3, H, W) float32 in [0, 1]
+    labels: torch.Tensor  # (N,) long, index into LAB_CLASSES
+    boxes: torch.Tensor  # (N, 4) float xyxy of the first main object
+    instance_boxes: torch.Tensor  # (N, K, 4) float xyxy of all K main objects
+    masks: torch.Tensor  # (N, H, W) bool, all pixels of objects of the label class
+    objects: list[list[dict]]  # per image: [{"class", "colour", "box", "main"}, ...]
+    cue_present: torch.Tensor  # (N,) bool
+    cue_box: tuple[float, float, float, float]
+    classes: tuple[str, ...] = field(default=LAB_CLASSES)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i]
+
+    @property
+    def label_names(self) -> list[str]:
+        return [self.classes[int(i)] for i in self.labels]
+
+    def subset(self, index) -> "Scenes":
+        """The scenes selected by a boolean mask, index tensor or slice, as a new :class:`Scenes`."""
+        idx = torch.arange(len(self))[index]
+        idx_list = idx.tolist()
+        return Scenes(
+            images=self.images[idx], labels=self.labels[idx], boxes=self.boxes[idx],
+            instance_boxes=self.instance_boxes[idx], masks=self.masks[idx],
+            objects=[self.objects[i] for i in idx_list], cue_present=self.cue_present[idx],
+            cue_box=self.cue_box, classes=self.classes,
+        )
+
+
+# --------------------------------------------------------------------------------------------- drawing
+def _shape_masks(cls: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor, r: torch.Tensor, size: int) -> torch.Tensor:
+    """Boolean (N, H, W) masks of one shape per image: class ``cls`` centred at (cx, cy), half-size ``r``."""
+    coords = torch.arange(size, dtype=torch.float32) + 0.5  # pixel centres
+    dx = coords.view(1, 1, size) - cx.view(-1, 1, 1)
+    dy = coords.view(1, size, 1) - cy.view(-1, 1, 1)
+    r = r.view(-1, 1, 1)
+    adx, ady = dx.abs(), dy.abs()
+    dist2 = dx * dx + dy * dy
+    circle = dist2 <= r * r
+    square = torch.maximum(adx, ady) <= 0.82 * r
+    # upward triangle: apex at the top, base at the bottom
+    triangle = (dy >= -r) & (dy <= 0.85 * r) & (adx <= (dy + r) * 0.55)
+    arm = 0.32 * r
+    cross = ((adx <= arm) & (ady <= r)) | ((ady <= arm) & (adx <= r))
+    ring = circle & (dist2 >= (0.55 * r) ** 2)
+    stacked = torch.stack([circle, square, triangle, cross, ring], 0)  # (C, N, H, W), order = LAB_CLASSES
+    return stacked.gather(0, cls.view(1, -1, 1, 1).expand(1, -1, size, size))[0]
+
+
+def _mask_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """Tight xyxy pixel-edge boxes (N, 4) of boolean masks (N, H, W); empty masks give zeros."""
+    n, h, w = masks.shape
+    cols, rows = masks.any(1), masks.any(2)  # (N, W), (N, H)
+    xr = torch.arange(w).expand(n, w)
+    yr = torch.arange(h).expand(n, h)
+    big = 10**6
+    x0 = torch.where(cols, xr, big).min(1).values
+    x1 = torch.where(cols, xr, -1).max(1).values + 1
+    y0 = torch.where(rows, yr, big).min(1).values
+    y1 = torch.where(rows, yr, -1).max(1).values + 1
+    boxes = torch.stack([x0, y0, x1, y1], 1).float()
+    return torch.where(masks.flatten(1).any(1, keepdim=True), boxes, torch.zeros_like(boxes))
+
+
+def _background(n: int, size: int, g: torch.Generator) -> torch.Tensor:
+    """Smooth, muted random texture: upsampled low-resolution noise plus faint stripes and pixel noise."""
+    base = 0.25 + 0.3 * torch.rand(n, 1, 1, 1, generator=g)
+    tint = 0.06 * (torch.rand(n, 3, 1, 1, generator=g) - 0.5)
+    low = torch.rand(n, 3, 6, 6, generator=g) - 0.5
+    smooth = torch.nn.functional.interpolate(low, size=(size, size), mode="bicubic", align_corners=False)
+    theta = torch.rand(n, 1, 1, generator=g) * np.pi
+    freq = 0.15 + 0.25 * torch.rand(n, 1, 1, generator=g)
+    phase = torch.rand(n, 1, 1, generator=g) * 2 * np.pi
+    coords = torch.arange(size, dtype=torch.float32)
+    proj = coords.view(1, 1, size) * torch.cos(theta) + coords.view(1, size, 1) * torch.sin(theta)
+    stripes = 0.04 * torch.sin(freq * proj + phase).unsqueeze(1)
+    noise = 0.03 * torch.randn(n, 3, size, size, generator=g)
+    return base + tint + 0.18 * smooth + stripes + noise
+
+
+def _cue_glyph() -> torch.Tensor:
+    """The 6x6 checkerboard (2x2 cells) drawn as the spurious cue, (3, 6, 6)."""
+    yy, xx = torch.meshgrid(torch.arange(CUE_SIZE), torch.arange(CUE_SIZE), indexing="ij")
+    board = (((yy // 2) + (xx // 2)) % 2 == 0).float()
+    return board.expand(3, CUE_SIZE, CUE_SIZE) * 0.95 + 0.02
+
+
+def _place(n: int, radii: torch.Tensor, taken: list[torch.Tensor], size: int, g: torch.Generator,
+           forbid: torch.Tensor | None, gap: float = 2.0, tries: int = 60) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random centres (cx, cy) keeping each new object's square footprint off ``taken`` squares and ``forbid``.
+
+    ``taken`` holds (N, 3) tensors (cx, cy, r) of objects already placed. Rejection sampling, vectorised over
+    images; after ``tries`` rounds, any leftover overlaps are accepted (rare).
+    """
+    lo = radii + 1.0
+    span = size - 2 * lo
+    cx = lo + span * torch.rand(n, generator=g)
+    cy = lo + span * torch.rand(n, generator=g)
+    for _ in range(tries):
+        bad = torch.zeros(n, dtype=torch.bool)
+        for prev in taken:
+            lim = radii + prev[:, 2] + gap
+            bad |= ((cx - prev[:, 0]).abs() < lim) & ((cy - prev[:, 1]).abs() < lim)
+        if forbid is not None:
+            x0, y0, x1, y1 = forbid.tolist()
+            bad |= (cx + radii + gap > x0) & (cx - radii - gap < x1) & (cy + radii + gap > y0) & (cy - radii - gap < y1)
+        if not bad.any():
+            break
+        k = int(bad.sum())
+        cx[bad] = lo[bad] + span[bad] * torch.rand(k, generator=g)
+        cy[bad] = lo[bad] + span[bad] * torch.rand(k, generator=g)
+    return cx, cy
+
+
+def _pick_distinct(n: int, k: int, m: int, g: torch.Generator, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, k) indices in range(m), distinct within a row and (optionally) different from ``exclude`` (N,)."""
+    scores = torch.rand(n, m, generator=g)
+    if exclude is not None:
+        scores[torch.arange(n), exclude] = 2.0  # sorted last
+    return scores.argsort(1)[:, :k]
+
+
+# ------------------------------------------------------------------------------------------ generator
+def make_scenes(
+    n: int,
+    *,
+    seed: int = 0,
+    size: int = 64,
+    instances: int = 1,
+    distractors: int = 0,
+    spurious_cue: str | None = None,
+    cue_rate: float = 0.95,
+    cue_other_rate: float = 0.02,
+    classes: Sequence[str] | None = None,
+    labels: Sequence[int] | torch.Tensor | None = None,
+) -> Scenes:
+    """Generate ``n`` seeded lab scenes.
+
+    Args:
+        n: number of scenes.
+        seed: the same seed (and arguments) gives bit-identical scenes.
+        size: height = width in pixels (object sizes scale with it).
+        instances: main objects per image, all of the label class (different colours, non-overlapping).
+        distractors: extra, smaller objects per image, of classes other than the label (distinct classes).
+        spurious_cue: a class name; its images carry the checkerboard cue with probability ``cue_rate``,
+            other images with probability ``cue_other_rate``. ``None``: no cue anywhere.
+        cue_rate, cue_other_rate: see ``spurious_cue``. ``cue_rate=0`` removes the cue from the cued class,
+            ``cue_other_rate=1`` puts it on every other image (the bias experiment's controls).
+        classes: restrict labels to these class names (default: all of :data:`LAB_CLASSES`).
+        labels: explicit label indices (length ``n``) instead of balanced random ones.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if size < 24:
+        raise ValueError(f"size must be >= 24 pixels, got {size}")
+    if instances < 1:
+        raise ValueError(f"instances must be >= 1, got {instances}")
+    if distractors < 0 or distractors > len(LAB_CLASSES) - 1:
+        raise ValueError(f"distractors must be in 0..{len(LAB_CLASSES) - 1}, got {distractors}")
+    if instances > len(COLOURS):
+        raise ValueError(f"instances must be <= {len(COLOURS)} (one colour each), got {instances}")
+    if instances + distractors > 8:
+        raise ValueError("at most 8 objects per scene (instances + distractors)")
+    for name, rate in (("cue_rate", cue_rate), ("cue_other_rate", cue_other_rate)):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {rate}")
+    cue_cls = class_index(spurious_cue) if spurious_cue is not None else None
+
+    g = torch.Generator().manual_seed(int(seed))
+    scale = size / 64.0
+
+    # labels: balanced and shuffled unless given
+    if labels is not None:
+        label_t = torch.as_tensor(labels, dtype=torch.long).clone()
+        if label_t.shape != (n,):
+            raise ValueError(f"labels must have length n={n}, got shape {tuple(label_t.shape)}")
+    else:
+        allowed = torch.tensor([class_index(c) for c in (classes or LAB_CLASSES)], dtype=torch.long)
+        reps = allowed.repeat(n // len(allowed) + 1)[:n]
+        label_t = reps[torch.randperm(n, generator=g)]
+
+    images = _background(n, size, g)
+    cue_box_t = torch.tensor(cue_box_for(size))
+    forbid = cue_box_t if cue_cls is not None else None
+
+    # object list: main instances first, then distractors
+    n_obj = instances + distractors
+    main_r_lo, main_r_hi = _MULTI_RADIUS if instances > 1 else _MAIN_RADIUS
+    obj_cls, obj_r = [], []
+    for _ in range(instances):
+        obj_cls.append(label_t)
+        obj_r.append(scale * (main_r_lo + (main_r_hi - main_r_lo) * torch.rand(n, generator=g)))
+    if distractors:
+        others = _pick_distinct(n, distractors, len(LAB_CLASSES), g, exclude=label_t)
+        for j in range(distractors):
+            obj_cls.append(others[:, j])
+            lo, hi = _DISTRACTOR_RADIUS
+            obj_r.append(scale * (lo + (hi - lo) * torch.rand(n, generator=g)))
+    colour_idx = _pick_distinct(n, min(n_obj, len(COLOURS)), len(COLOURS), g)
+    if n_obj > len(COLOURS):  # more objects than colours: distractors may repeat colours
+        extra = torch.randint(0, len(COLOURS), (n, n_obj - len(COLOURS)), generator=g)
+        colour_idx = torch.cat([colour_idx, extra], 1)
+    palette = torch.tensor(list(COLOURS.values()))  # (C, 3)
+    jitter = 0.06 * (torch.rand(n, n_obj, 3, generator=g) - 0.5)
+
+    taken: list[torch.Tensor] = []
+    label_mask = torch.zeros(n, size, size, dtype=torch.bool)
+    obj_boxes = []
+    for k in range(n_obj):
+        r = obj_r[k]
+        cx, cy = _place(n, r, taken, size, g, forbid)
+        taken.append(torch.stack([cx, cy, r], 1))
+        m = _shape_masks(obj_cls[k], cx, cy, r, size)
+        colour = (palette[colour_idx[:, k]] + jitter[:, k]).clamp(0, 1)  # (N, 3)
+        images = torch.where(m.unsqueeze(1), colour.view(n, 3, 1, 1), images)
+        if k < instances:
+            label_mask |= m
+        obj_boxes.append(_mask_boxes(m))
+
+    cue_present = torch.zeros(n, dtype=torch.bool)
+    if cue_cls is not None:
+        u = torch.rand(n, generator=g)
+        rate = torch.where(label_t == cue_cls, torch.tensor(cue_rate), torch.tensor(cue_other_rate))
+        cue_present = u < rate
+        x0, y0, x1, y1 = (int(v) for v in cue_box_for(size))
+        if cue_present.any():
+            images[cue_present, :, y0:y1, x0:x1] = _cue_glyph()
+
+    images = images.clamp_(0.0, 1.0).contiguous()
+    instance_boxes = torch.stack(obj_boxes[:instances], 1)  # (N, K, 4)
+    all_boxes = torch.stack(obj_boxes, 1).tolist()
+    cls_l = torch.stack(obj_cls, 1).tolist()
+    col_l = colour_idx.tolist()
+    objects = [
+        [
+            {"class": LAB_CLASSES[cls_l[i][k]], "colour": COLOUR_NAMES[col_l[i][k]],
+             "box": tuple(all_boxes[i][k]), "main": k < instances}
+            for k in range(n_obj)
+        ]
+        for i in range(n)
+    ]
+    return Scenes(
+        images=images, labels=label_t, boxes=instance_boxes[:, 0].clone(), instance_boxes=instance_boxes,
+        masks=label_mask, objects=objects, cue_present=cue_present, cue_box=cue_box_for(size),
+    )
+
+
+def normalise(x: torch.Tensor, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> torch.Tensor:
+    """``(x - mean) / std`` per channel, the formula :func:`camlab.preprocess` applies for lab models."""
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    return (x - m) / s

@@ -1,0 +1,315 @@
+"""A toy visual question answering task on lab scenes, and a tiny VQA model to explain.
+
+Scenes hold 2-3 objects of distinct shapes and distinct colours. Questions come from the scene metadata:
+
+* ``"what colour is the square?"`` -> a colour name (about one object),
+* ``"what shape is red?"`` -> a shape name (about one object),
+* ``"is there a circle?"`` -> ``"yes"`` / ``"no"`` (about one object when the answer is yes).
+
+The model: a CNN ``image_encoder`` (its spatial map is ``image_encoder.features``, 16x16 for 64x64 inputs), a
+GRU ``question_encoder``, question-conditioned channel scaling and shift of the map (FiLM, ``film``),
+per-position 1x1-conv ``fusion``, global max ``pool`` and an answer ``classifier`` over :data:`ANSWERS`.
+No attention: the question can only reweight the image channels.
+
+Explainers call ``model(x)`` with one image tensor, so :meth:`VQAModel.bind` fixes a question::
+
+    bound = vqa.bind("what colour is the square?")     # shares vqa's parameters
+    cam = camlab.GradCAM(bound, layer="image_encoder.features")
+    heat = cam(x, target=None)                          # explains the predicted answer
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .architectures import conv_features
+from .scenes import (COLOURS, COLOUR_NAMES, LAB_CLASSES, _background, _mask_boxes, _pick_distinct, _place,
+                     _shape_masks, normalise)
+
+LAB_MEAN = (0.5, 0.5, 0.5)
+LAB_STD = (0.5, 0.5, 0.5)
+VQA_TEST_SEED = 2_000_003
+
+QUESTION_WORDS: tuple[str, ...] = ("what", "colour", "shape", "is", "the", "there", "a", "?")
+VOCAB: tuple[str, ...] = ("<pad>",) + QUESTION_WORDS + LAB_CLASSES + COLOUR_NAMES
+ANSWERS: tuple[str, ...] = COLOUR_NAMES + LAB_CLASSES + ("yes", "no")
+MAX_QUESTION_LEN = 6
+_WORD_INDEX = {w: i for i, w in enumerate(VOCAB)}
+_ALIASES = {"color": "colour", "an": "a"}
+
+
+# -------------------------------------------------------------------------------------- tokenizer
+def tokenize(question: str) -> list[str]:
+    """Lower-case words and "?" of a question (``"color"`` is accepted for ``"colour"``)."""
+    words = re.findall(r"[a-z]+|\?", question.lower())
+    return [_ALIASES.get(w, w) for w in words]
+
+
+def encode_question(question: str) -> torch.Tensor:
+    """Token ids (MAX_QUESTION_LEN,) long, right-padded with 0; ``ValueError`` on unknown words."""
+    words = tokenize(question)
+    if not words:
+        raise ValueError("empty question")
+    unknown = [w for w in words if w not in _WORD_INDEX]
+    if unknown:
+        raise ValueError(f"unknown word(s) {unknown} in {question!r}; the vocabulary is {' '.join(VOCAB[1:])}")
+    if len(words) > MAX_QUESTION_LEN:
+        raise ValueError(f"question too long ({len(words)} tokens > {MAX_QUESTION_LEN}): {question!r}")
+    ids = [_WORD_INDEX[w] for w in words] + [0] * (MAX_QUESTION_LEN - len(words))
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def encode_questions(questions: Sequence[str]) -> torch.Tensor:
+    return torch.stack([encode_question(q) for q in questions]) if len(questions) else torch.zeros(0, MAX_QUESTION_LEN, dtype=torch.long)
+
+
+# ----------------------------------------------------------------------------------------- scenes
+@dataclass
+class VQAScenes:
+    """Images (N,3,H,W) in [0,1]; per image 2-3 objects of distinct shapes and colours.
+
+    ``object_masks`` (N, 3, H, W) bool and ``object_boxes`` (N, 3, 4) xyxy (pixel edges, as in
+    :mod:`camlab.lab.scenes`) are padded to 3 objects; ``counts`` (N,) says how many are real.
+    """
+
+    images: torch.Tensor
+    objects: list[list[dict]]
+    object_masks: torch.Tensor
+    object_boxes: torch.Tensor
+    counts: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+def make_vqa_scenes(n: int, *, seed: int = 0, size: int = 64, min_objects: int = 2, max_objects: int = 3) -> VQAScenes:
+    """Seeded VQA scenes: ``min_objects``..``max_objects`` objects, all shapes and all colours distinct."""
+    if not 1 <= min_objects <= max_objects <= 3:
+        raise ValueError("need 1 <= min_objects <= max_objects <= 3")
+    g = torch.Generator().manual_seed(int(seed))
+    scale = size / 64.0
+    images = _background(n, size, g)
+    counts = torch.randint(min_objects, max_objects + 1, (n,), generator=g)
+    shapes = _pick_distinct(n, 3, len(LAB_CLASSES), g)
+    colours = _pick_distinct(n, 3, len(COLOURS), g)
+    palette = torch.tensor(list(COLOURS.values()))
+    jitter = 0.06 * (torch.rand(n, 3, 3, generator=g) - 0.5)
+    masks, taken = [], []
+    for k in range(3):
+        r = scale * (7.0 + 4.0 * torch.rand(n, generator=g))
+        cx, cy = _place(n, r, taken, size, g, None, gap=3.0)
+        taken.append(torch.stack([cx, cy, r], 1))
+        m = _shape_masks(shapes[:, k], cx, cy, r, size) & (counts > k).view(n, 1, 1)
+        colour = (palette[colours[:, k]] + jitter[:, k]).clamp(0, 1)
+        images = torch.where(m.unsqueeze(1), colour.view(n, 3, 1, 1), images)
+        masks.append(m)
+    object_masks = torch.stack(masks, 1)
+    boxes = torch.stack([_mask_boxes(m) for m in masks], 1)
+    s_l, c_l, b_l, k_l = shapes.tolist(), colours.tolist(), boxes.tolist(), counts.tolist()
+    objects = [
+        [{"class": LAB_CLASSES[s_l[i][k]], "colour": COLOUR_NAMES[c_l[i][k]], "box": tuple(b_l[i][k])}
+         for k in range(k_l[i])]
+        for i in range(n)
+    ]
+    return VQAScenes(images.clamp_(0, 1).contiguous(), objects, object_masks, boxes, counts)
+
+
+@dataclass
+class VQASet:
+    """Scenes with one question each: ``answers`` (N,) index into :data:`ANSWERS`; ``about`` (N,) the index of
+    the object the question is about (-1 for "is there a X?" answered "no")."""
+
+    scenes: VQAScenes
+    questions: list[str]
+    tokens: torch.Tensor
+    answers: torch.Tensor
+    about: torch.Tensor
+    kinds: list[str]  # "colour" | "shape" | "exists"
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+
+def ask(scenes: VQAScenes, *, seed: int = 0, kinds: Sequence[str] = ("colour", "shape", "exists")) -> VQASet:
+    """One seeded random question per scene, of a kind drawn uniformly from ``kinds``."""
+    rng = np.random.default_rng(seed)
+    questions, answers, about, kind_l = [], [], [], []
+    for objs in scenes.objects:
+        kind = kinds[rng.integers(len(kinds))]
+        j = int(rng.integers(len(objs)))
+        o = objs[j]
+        if kind == "colour":
+            q, a = f"what colour is the {o['class']}?", o["colour"]
+        elif kind == "shape":
+            q, a = f"what shape is {o['colour']}?", o["class"]
+        elif kind == "exists":
+            present = {p["class"] for p in objs}
+            absent = [c for c in LAB_CLASSES if c not in present]
+            if rng.random() < 0.5 or not absent:
+                q, a = f"is there a {o['class']}?", "yes"
+            else:
+                q, a, j = f"is there a {absent[int(rng.integers(len(absent)))]}?", "no", -1
+        else:
+            raise ValueError(f"unknown question kind {kind!r}")
+        questions.append(q)
+        answers.append(ANSWERS.index(a))
+        about.append(j)
+        kind_l.append(kind)
+    return VQASet(scenes, questions, encode_questions(questions), torch.tensor(answers), torch.tensor(about), kind_l)
+
+
+def vqa_test_set(n: int = 1000) -> VQASet:
+    """The fixed seeded VQA test set the zoo's VQA accuracy is measured on."""
+    return ask(make_vqa_scenes(n, seed=VQA_TEST_SEED), seed=VQA_TEST_SEED)
+
+
+# ------------------------------------------------------------------------------------------ model
+class ImageEncoder(nn.Module):
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.features = conv_features(width, pools=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+class QuestionEncoder(nn.Module):
+    def __init__(self, vocab_size: int = len(VOCAB), embed: int = 32, hidden: int = 64):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed, padding_idx=0)
+        self.gru = nn.GRU(embed, hidden, batch_first=True)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        lengths = (tokens != 0).sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(self.embedding(tokens), lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        _, h = self.gru(packed)
+        return h[-1]
+
+
+def _vqa_forward(m: nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    a = m.image_encoder(images)  # (N, C, h, w)
+    q = m.question_encoder(tokens)  # (N, D)
+    gamma, beta = m.film(q).chunk(2, dim=1)
+    fused = m.fusion(a * (1 + gamma[:, :, None, None]) + beta[:, :, None, None])
+    return m.classifier(torch.flatten(m.pool(fused), 1))
+
+
+class VQAModel(nn.Module):
+    """Image encoder + GRU question encoder, FiLM fusion, max pool, answer classifier.
+
+    ``forward(images, questions)``: ``questions`` is one string (asked of every image), a list of N strings,
+    or a (N, L) long tensor of token ids from :func:`encode_questions`. Returns (N, len(ANSWERS)) logits.
+    """
+
+    def __init__(self, width: int = 16, q_hidden: int = 64):
+        super().__init__()
+        c = 4 * width
+        self.image_encoder = ImageEncoder(width)
+        self.question_encoder = QuestionEncoder(hidden=q_hidden)
+        self.film = nn.Linear(q_hidden, 2 * c)
+        self.fusion = nn.Sequential(nn.Conv2d(c, c, 1), nn.ReLU(), nn.Conv2d(c, c, 1), nn.ReLU())
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.classifier = nn.Sequential(nn.Linear(c, 64), nn.ReLU(), nn.Linear(64, len(ANSWERS)))
+
+    def forward(self, images: torch.Tensor, questions) -> torch.Tensor:
+        if isinstance(questions, str):
+            tokens = encode_question(questions).to(images.device).expand(images.shape[0], -1)
+        elif isinstance(questions, torch.Tensor):
+            tokens = questions.to(images.device)
+        else:
+            tokens = encode_questions(list(questions)).to(images.device)
+        if tokens.shape[0] != images.shape[0]:
+            raise ValueError(f"{images.shape[0]} images but {tokens.shape[0]} questions")
+        return _vqa_forward(self, images, tokens)
+
+    def bind(self, question: str) -> "BoundVQA":
+        """A module ``images -> answer logits`` with ``question`` fixed, sharing this model's parameters."""
+        return BoundVQA(self, question)
+
+    def answer(self, images: torch.Tensor, question: str) -> list[str]:
+        """Predicted answer words for already-normalised images."""
+        with torch.no_grad():
+            return [ANSWERS[i] for i in self(images, question).argmax(1).tolist()]
+
+
+class BoundVQA(nn.Module):
+    """``VQAModel`` with a fixed question: ``forward(images)`` only, the explainer contract.
+
+    Its submodules are the VQA model's own (same names: ``image_encoder.features``, ``fusion``, ...), so
+    parameters are shared and layers are found by the same dotted names; ``camlab`` metadata is carried over.
+    """
+
+    def __init__(self, vqa: VQAModel, question: str):
+        super().__init__()
+        self.question = question
+        self.image_encoder = vqa.image_encoder
+        self.question_encoder = vqa.question_encoder
+        self.film = vqa.film
+        self.fusion = vqa.fusion
+        self.pool = vqa.pool
+        self.classifier = vqa.classifier
+        self.register_buffer("tokens", encode_question(question), persistent=False)
+        if hasattr(vqa, "camlab"):
+            self.camlab = vqa.camlab
+        self.train(vqa.training)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return _vqa_forward(self, images, self.tokens.to(images.device).expand(images.shape[0], -1))
+
+    def extra_repr(self) -> str:
+        return f"question={self.question!r}"
+
+
+# --------------------------------------------------------------------------------------- training
+def train_vqa(model: VQAModel, *, seed: int = 0, epochs: int = 10, n_train: int = 5000, lr: float = 3e-3,
+              batch_size: int = 64, progress: bool = True) -> None:
+    """Seeded training on fresh scenes and questions each epoch."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    steps = epochs * ((n_train + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.2)
+    loss_fn = nn.CrossEntropyLoss()
+    g = torch.Generator().manual_seed(seed)
+    it = range(epochs)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="train lab_vqa", unit="epoch")
+    for epoch in it:
+        data = ask(make_vqa_scenes(n_train, seed=seed * 1000 + epoch), seed=seed * 1000 + epoch)
+        x_all = normalise(data.scenes.images, LAB_MEAN, LAB_STD)
+        order = torch.randperm(n_train, generator=g)
+        model.train()
+        total = 0.0
+        for i in range(0, n_train, batch_size):
+            idx = order[i:i + batch_size]
+            loss = loss_fn(model(x_all[idx], data.tokens[idx]), data.answers[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss) * len(idx)
+        if progress and hasattr(it, "set_postfix"):
+            it.set_postfix(loss=f"{total / n_train:.3f}")
+    model.eval()
+
+
+@torch.no_grad()
+def vqa_predict(model: VQAModel, data: VQASet, batch_size: int = 250) -> torch.Tensor:
+    was = model.training
+    model.eval()
+    preds = []
+    for i in range(0, len(data), batch_size):
+        x = normalise(data.scenes.images[i:i + batch_size], LAB_MEAN, LAB_STD)
+        preds.append(model(x, data.tokens[i:i + batch_size]).argmax(1))
+    model.train(was)
+    return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
+
+
+def vqa_accuracy(model: VQAModel, data: VQASet) -> float:
+    return float((vqa_predict(model, data) == data.answers).float().mean())

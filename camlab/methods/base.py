@@ -1,0 +1,171 @@
+"""The template every explainer follows.
+
+:class:`Explainer` owns what all methods share: input checks, eval mode and state restoration, target handling,
+ReLU, bilinear upsampling, per-image scaling. A layer method (:class:`LayerMethod`) states one thing: the weights
+that combine the layer's channels, ``weights(forward) -> (N,K)`` per channel or ``(N,K,h,w)`` per position. The map is
+
+.. math:: L = \\mathrm{ReLU}\\Big(\\sum_k w_k \\odot A^k\\Big)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from camlab.hooks import ActivationCapture, last_spatial_layer, preserved_state, resolve_layer
+from camlab.maps import scale, upsample
+from camlab.targets import Target, class_indices, scores
+
+METHODS: dict[str, type["Explainer"]] = {}
+
+
+def register(name: str):
+    """Class decorator: make a method available as ``camlab.METHODS[name]`` and ``explain(..., method=name)``."""
+
+    def decorator(cls):
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return decorator
+
+
+def check_input(x) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"input must be a torch.Tensor of shape (N,C,H,W), not {type(x).__name__}; "
+            "use camlab.preprocess(image, model) to turn a PIL image into one"
+        )
+    if x.ndim != 4:
+        hint = " (add a batch dimension: x[None] or x.unsqueeze(0))" if x.ndim == 3 else ""
+        raise ValueError(f"input must be a 4-D (N,C,H,W) tensor, got shape {tuple(x.shape)}{hint}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(
+            f"input must be a float tensor, got {x.dtype}; convert with x.float() / 255 and normalise, "
+            "or use camlab.preprocess(image, model)"
+        )
+    if x.shape[0] == 0:
+        raise ValueError("input batch is empty")
+    return x
+
+
+def dummy_input(model: nn.Module) -> torch.Tensor:
+    """A seeded random input of the model's size (its ``camlab`` info, else 3x224x224); global RNG untouched."""
+    info = getattr(model, "camlab", None)
+    height, width = getattr(info, "input_size", (224, 224))
+    try:
+        parameter = next(model.parameters())
+        device, dtype = parameter.device, parameter.dtype
+    except StopIteration:
+        device, dtype = torch.device("cpu"), torch.float32
+    generator = torch.Generator().manual_seed(0)
+    return torch.rand(1, 3, height, width, generator=generator).to(device=device, dtype=dtype)
+
+
+@dataclass
+class ForwardPass:
+    """What one forward (and, for gradient methods, backward) pass gives a method."""
+
+    inputs: torch.Tensor       # (N,C,H,W) model input
+    logits: torch.Tensor       # model output, detached
+    scores: torch.Tensor       # (N,) target score per image, detached
+    activations: torch.Tensor  # (N,K,h,w) the layer's output, detached
+    gradients: torch.Tensor | None  # d score / d activations, or None for gradient-free methods
+    target: Target             # as the caller gave it
+
+
+class Explainer:
+    """Base of every method: ``Method(model, ...)(x, target=None, raw=False)``."""
+
+    name: ClassVar[str] = ""
+    #: signed maps (no ReLU) are scaled to [-1, 1] instead of [0, 1]
+    relu: bool = True
+
+    def __init__(self, model: nn.Module):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+        self.model = model
+
+    def __call__(self, x: torch.Tensor, target: Target = None, raw: bool = False) -> torch.Tensor:
+        x = check_input(x)
+        with preserved_state(self.model):
+            maps = self.compute(x, target)
+        maps = maps.detach()
+        if self.relu:
+            maps = maps.clamp_min(0)
+        if raw:
+            return maps
+        return scale(upsample(maps, tuple(x.shape[-2:])), signed=not self.relu)
+
+    def compute(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        """The unscaled map, before ReLU, at the method's own resolution; runs with the model in eval mode."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={type(self.model).__name__})"
+
+
+class LayerMethod(Explainer):
+    """A class activation map at one layer: :math:`\\mathrm{ReLU}(\\sum_k w_k \\odot A^k)`, shape (N,h,w)
+    with ``raw=True``, else (N,H,W) upsampled to the input and scaled to [0, 1].
+
+    ``layer`` is a dotted name (``"layer4"``, ``"features.28"``), a submodule, or ``None`` for the last layer with a
+    spatial output. ``relu=False`` keeps the signed map (scaled to [-1, 1]).
+    """
+
+    #: whether ``weights`` needs d score / d activations
+    uses_gradients: ClassVar[bool] = True
+
+    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True):
+        super().__init__(model)
+        if layer is None:
+            self.layer_name, self.layer = last_spatial_layer(model, dummy_input(model))
+        else:
+            self.layer_name, self.layer = resolve_layer(model, layer)
+        self.relu = relu
+
+    def weights(self, forward: ForwardPass) -> torch.Tensor:
+        """(N,K) channel weights or (N,K,h,w) per-position weights: the one thing a method defines."""
+        raise NotImplementedError
+
+    def forward_pass(self, x: torch.Tensor, target: Target) -> ForwardPass:
+        """One forward pass with the layer's activations captured and, if the method uses them, the gradients
+        of the target score with respect to those activations only (nothing below the layer builds a graph)."""
+        with torch.inference_mode(False), ActivationCapture(self.layer, differentiable=self.uses_gradients) as capture:
+            if x.is_inference():
+                x = x.clone()
+            torch.set_grad_enabled(False)
+            logits = self.model(x)
+            activations = capture.activation
+            target_scores = scores(logits, target)
+            gradients = None
+            if self.uses_gradients:
+                if not target_scores.requires_grad:
+                    raise RuntimeError(
+                        f"the target score does not depend on layer {self.layer_name!r}; "
+                        "choose a layer on the path to the output"
+                    )
+                (gradients,) = torch.autograd.grad(target_scores.sum(), activations)
+        if activations.ndim != 4:
+            raise ValueError(
+                f"layer {self.layer_name!r} outputs shape {tuple(activations.shape)}, not an (N,C,H,W) feature map; "
+                "choose a convolutional layer (see camlab.layers(model))"
+            )
+        return ForwardPass(x, logits.detach(), target_scores.detach(), activations.detach(), gradients, target)
+
+    def compute(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        forward = self.forward_pass(x, target)
+        weights = self.weights(forward)
+        if weights.ndim == 2:
+            return torch.einsum("nk,nkhw->nhw", weights, forward.activations)
+        return (weights * forward.activations).sum(dim=1)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={type(self.model).__name__}, layer={self.layer_name!r})"
+
+
+def target_indices(forward: ForwardPass) -> torch.Tensor:
+    """The class index per image for methods that need one (CAM, Score-CAM, ...)."""
+    return class_indices(forward.logits, forward.target)

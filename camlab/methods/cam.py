@@ -1,0 +1,69 @@
+"""CAM: class activation mapping for networks that end in global average pooling and one linear layer."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from camlab.hooks import preserved_state
+from camlab.methods.base import ForwardPass, LayerMethod, dummy_input, register, target_indices
+
+
+@register("cam")
+class CAM(LayerMethod):
+    r"""CAM (Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016).
+
+    For a network whose last feature maps :math:`A^k` are globally average pooled and fed to a linear classifier
+    with weights :math:`w^c_k`, the class score is
+    :math:`y^c = \sum_k w^c_k \frac{1}{Z}\sum_{ij} A^k_{ij} + b^c`, and the map is
+
+    .. math:: M^c = \sum_k w^c_k A^k
+
+    The paper's map is signed; camlab applies ReLU like every other method (``relu=False`` gives :math:`M^c`).
+    ``layer=None`` takes the last spatial layer, which must be the one whose average feeds the classifier.
+    CAM needs that GAP + linear head: on other models (VGG16's flatten + fully connected head) use Grad-CAM,
+    which generalises CAM to any differentiable head.
+    """
+
+    uses_gradients = False
+
+    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True):
+        super().__init__(model, layer, relu=relu)
+        self.classifier = self._find_classifier()
+
+    def _find_classifier(self) -> nn.Linear:
+        """Find the ``nn.Linear`` whose input is the spatial mean of the layer's output and whose output is the
+        model's output, by one forward pass on a seeded random input."""
+        x = dummy_input(self.model)
+        linear_io: dict[nn.Linear, tuple[torch.Tensor, torch.Tensor]] = {}
+        captured: list[torch.Tensor] = []
+        handles = [self.layer.register_forward_hook(lambda m, i, o: captured.append(o.detach().clone()))]
+        for module in self.model.modules():
+            if isinstance(module, nn.Linear):
+                handles.append(module.register_forward_hook(
+                    lambda m, i, o: linear_io.__setitem__(m, (i[0].detach(), o.detach()))))
+        try:
+            with preserved_state(self.model), torch.no_grad():
+                logits = self.model(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        pooled = captured[-1].mean(dim=(2, 3)) if captured and captured[-1].ndim == 4 else None
+        for linear, (inputs, outputs) in linear_io.items():
+            if (
+                pooled is not None
+                and inputs.reshape(pooled.shape[0], -1).shape == pooled.shape
+                and torch.allclose(inputs.reshape(pooled.shape), pooled, rtol=1e-4, atol=1e-5)
+                and outputs.shape == logits.shape
+                and torch.allclose(outputs, logits, rtol=1e-4, atol=1e-5)
+            ):
+                return linear
+        raise ValueError(
+            f"CAM cannot run on {type(self.model).__name__} at layer {self.layer_name!r}: CAM needs the layer's "
+            "feature maps to be globally average pooled (GAP) and fed straight into one linear classifier, so that "
+            "each class weight belongs to one channel. This model's head is different (e.g. VGG's flatten + fully "
+            "connected layers), so CAM would need the head replaced by GAP + linear and the model retrained. "
+            "Use camlab.GradCAM instead: it computes the channel weights from gradients and works on any head."
+        )
+
+    def weights(self, forward: ForwardPass) -> torch.Tensor:
+        return self.classifier.weight.detach()[target_indices(forward)]
