@@ -156,3 +156,66 @@ class ActivationCapture:
                 "choose a layer that runs once"
             )
         return self.activations[0]
+
+
+@dataclass
+class MultiActivationCapture:
+    """Forward hooks on several layers, for methods that combine maps of several layers (LayerCAM's fusion).
+
+    The first layer to run stores its output as a fresh leaf that requires grad and switches grad mode on (as
+    :class:`ActivationCapture` with ``differentiable=True``); every later layer stores its output as it is (still
+    part of the graph, so ``torch.autograd.grad(score, capture.activations)`` works for all of them) and passes a
+    copy on, so that in-place ops after a layer cannot modify what was stored. ``activations`` follows the order of
+    ``modules``; ``order`` lists the indices of ``modules`` in the order they ran.
+    """
+
+    modules: list[nn.Module]
+    differentiable: bool = True
+    outputs: dict[int, list[torch.Tensor]] = field(default_factory=dict)
+    order: list[int] = field(default_factory=list)
+    _handles: list = field(default_factory=list)
+
+    def _hook(self, index):
+        def hook(module, inputs, output):
+            if not isinstance(output, torch.Tensor):
+                raise TypeError(
+                    f"a target layer returns {type(output).__name__}, not a tensor; choose layers whose output is a "
+                    "(N,C,H,W) feature map (see camlab.layers(model))"
+                )
+            self.order.append(index)
+            if not self.differentiable:
+                self.outputs.setdefault(index, []).append(output.detach().clone())
+                return None
+            if not self.outputs:
+                leaf = output.detach().requires_grad_(True)
+                self.outputs.setdefault(index, []).append(leaf)
+                torch.set_grad_enabled(True)
+                return leaf.clone()
+            self.outputs.setdefault(index, []).append(output)
+            return output.clone()
+        return hook
+
+    def __enter__(self) -> "MultiActivationCapture":
+        try:
+            for index, module in enumerate(self.modules):
+                self._handles.append(module.register_forward_hook(self._hook(index)))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    @property
+    def activations(self) -> list[torch.Tensor]:
+        result = []
+        for index in range(len(self.modules)):
+            captured = self.outputs.get(index, [])
+            if len(captured) != 1:
+                problem = "was not called" if not captured else f"ran {len(captured)} times (a shared module)"
+                raise RuntimeError(f"target layer {index} {problem} during the forward pass; choose layers that run once")
+            result.append(captured[0])
+        return result

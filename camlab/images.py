@@ -102,7 +102,7 @@ def build_bundled_images(out_dir: Path | None = None) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     photos = {name: _source(name) for name in SOURCES}
     cat_tile = _square_crop(photos["cat"], (60, 0, 360, 300), 224)
-    coffee_tile = _square_crop(photos["coffee"], (110, 0, 510, 400), 224)
+    coffee_tile = _square_crop(photos["coffee"], (170, 20, 420, 270), 224)
     images = dict(photos)
     images["cat_and_coffee"] = _side_by_side(cat_tile, coffee_tile)
     images["two_cats"] = _side_by_side(cat_tile, ImageOps.mirror(cat_tile))

@@ -210,6 +210,7 @@ def make_scenes(
     cue_other_rate: float = 0.02,
     classes: Sequence[str] | None = None,
     labels: Sequence[int] | torch.Tensor | None = None,
+    contrast: float = 1.0,
 ) -> Scenes:
     """Generate ``n`` seeded lab scenes.
 
@@ -225,6 +226,8 @@ def make_scenes(
             ``cue_other_rate=1`` puts it on every other image (the bias experiment's controls).
         classes: restrict labels to these class names (default: all of :data:`LAB_CLASSES`).
         labels: explicit label indices (length ``n``) instead of balanced random ones.
+        contrast: objects are drawn as ``background + contrast * (colour - background)``; 1 = flat colour,
+            small values give faint shapes (the bias experiment makes shapes hard and the cue easy).
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -238,6 +241,8 @@ def make_scenes(
         raise ValueError(f"instances must be <= {len(COLOURS)} (one colour each), got {instances}")
     if instances + distractors > 8:
         raise ValueError("at most 8 objects per scene (instances + distractors)")
+    if not 0.0 < contrast <= 1.0:
+        raise ValueError(f"contrast must be in (0, 1], got {contrast}")
     for name, rate in (("cue_rate", cue_rate), ("cue_other_rate", cue_other_rate)):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {rate}")
@@ -289,7 +294,8 @@ def make_scenes(
         taken.append(torch.stack([cx, cy, r], 1))
         m = _shape_masks(obj_cls[k], cx, cy, r, size)
         colour = (palette[colour_idx[:, k]] + jitter[:, k]).clamp(0, 1)  # (N, 3)
-        images = torch.where(m.unsqueeze(1), colour.view(n, 3, 1, 1), images)
+        paint = colour.view(n, 3, 1, 1) if contrast == 1.0 else images + contrast * (colour.view(n, 3, 1, 1) - images)
+        images = torch.where(m.unsqueeze(1), paint, images)
         if k < instances:
             label_mask |= m
         obj_boxes.append(_mask_boxes(m))

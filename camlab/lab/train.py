@@ -46,7 +46,7 @@ def _recipes() -> dict[str, Recipe]:
         "lab_biased": Recipe(lambda: GapCNN(width=16), epochs=4,
                              scenes=dict(spurious_cue="circle", cue_rate=1.0, cue_other_rate=0.0)),
         "lab_unbiased": Recipe(lambda: GapCNN(width=16), epochs=4),
-        "lab_weak": Recipe(lambda: GapCNN(width=4), epochs=1, n_train=600, lr=2e-3),
+        "lab_weak": Recipe(lambda: GapCNN(width=4), epochs=5, n_train=1000),
         "lab_strong": Recipe(lambda: GapCNN(width=16), epochs=8),
         "lab_vqa": Recipe(lambda: VQAModel(), epochs=10, n_train=5000, kind="vqa"),
     }
@@ -106,7 +106,7 @@ def _train_classifier(model: nn.Module, r: Recipe, seed: int, epochs: int, n_tra
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             count += len(idx)
         if progress and hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{total / count:.3f}")

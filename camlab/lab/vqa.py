@@ -293,7 +293,7 @@ def train_vqa(model: VQAModel, *, seed: int = 0, epochs: int = 10, n_train: int 
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         if progress and hasattr(it, "set_postfix"):
             it.set_postfix(loss=f"{total / n_train:.3f}")
     model.eval()

@@ -120,11 +120,19 @@ class LayerMethod(Explainer):
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True):
         super().__init__(model)
-        if layer is None:
-            self.layer_name, self.layer = last_spatial_layer(model, dummy_input(model))
-        else:
-            self.layer_name, self.layer = resolve_layer(model, layer)
         self.relu = relu
+        self.layer_name: str | None = None
+        self.layer: nn.Module | None = None
+        if layer is not None:
+            self.layer_name, self.layer = resolve_layer(model, layer)
+        elif getattr(model, "camlab", None) is not None:
+            self.prepare(dummy_input(model))
+
+    def prepare(self, x: torch.Tensor) -> None:
+        """Work that needs an example input, done once: finding the default layer (``layer=None``). It runs at
+        construction for camlab models (their input size is known) and otherwise at the first call."""
+        if self.layer is None:
+            self.layer_name, self.layer = last_spatial_layer(self.model, x[:1])
 
     def weights(self, forward: ForwardPass) -> torch.Tensor:
         """(N,K) channel weights or (N,K,h,w) per-position weights: the one thing a method defines."""
@@ -156,6 +164,7 @@ class LayerMethod(Explainer):
         return ForwardPass(x, logits.detach(), target_scores.detach(), activations.detach(), gradients, target)
 
     def compute(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        self.prepare(x)
         forward = self.forward_pass(x, target)
         weights = self.weights(forward)
         if weights.ndim == 2:
@@ -169,3 +178,46 @@ class LayerMethod(Explainer):
 def target_indices(forward: ForwardPass) -> torch.Tensor:
     """The class index per image for methods that need one (CAM, Score-CAM, ...)."""
     return class_indices(forward.logits, forward.target)
+
+
+def signed_display(images: torch.Tensor) -> torch.Tensor:
+    """Per-image scaling of a signed image to [0, 1] for display: :math:`g / (2 \\max|g|) + 0.5`, so 0 maps to 0.5 and
+    the sign is kept; an all-zero (flat) image gives 0.5 everywhere, never NaN."""
+    flat = images.reshape(images.shape[0], -1)
+    peak = flat.abs().amax(dim=1, keepdim=True)
+    scaled = torch.where(peak > 0, flat / (2 * peak.clamp_min(torch.finfo(flat.dtype).tiny)), torch.zeros_like(flat))
+    return (scaled + 0.5).reshape(images.shape)
+
+
+class InputMethod(Explainer):
+    """A method whose result lives in input space, (N,C,H,W) like ``x``: vanilla gradient, deconvnet, guided
+    backprop, Guided Grad-CAM. Built without a layer (subclasses may add one).
+
+    ``raw=True`` returns the unscaled result (e.g. the gradient image itself); otherwise a display-ready image in
+    [0, 1], per image: :math:`g / (2 \\max|g|) + 0.5` (0.5 is zero, see :func:`signed_display`)."""
+
+    relu = False
+
+    def __call__(self, x: torch.Tensor, target: Target = None, raw: bool = False) -> torch.Tensor:
+        x = check_input(x)
+        with preserved_state(self.model):
+            images = self.compute(x, target)
+        images = images.detach()
+        return images if raw else signed_display(images)
+
+    def input_gradient(self, x: torch.Tensor, target: Target, mode=None) -> torch.Tensor:
+        """d score / d input for a copy of ``x``, with the forward pass run under the ``TorchFunctionMode``
+        ``mode`` when given (guided backprop's rules). Works inside ``torch.no_grad()`` / ``inference_mode`` and on
+        frozen models: only the input copy requires grad, no parameter gradient is accumulated."""
+        with torch.inference_mode(False), torch.enable_grad():
+            inputs = x.detach().clone().requires_grad_(True)
+            if mode is None:
+                logits = self.model(inputs)
+            else:
+                with mode:
+                    logits = self.model(inputs)
+            target_scores = scores(logits, target)
+            if not target_scores.requires_grad:
+                raise RuntimeError("the target score does not depend on the input")
+            (gradient,) = torch.autograd.grad(target_scores.sum(), inputs)
+        return gradient

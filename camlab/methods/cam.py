@@ -27,13 +27,19 @@ class CAM(LayerMethod):
     uses_gradients = False
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True):
+        self.classifier: nn.Linear | None = None
         super().__init__(model, layer, relu=relu)
-        self.classifier = self._find_classifier()
+        if getattr(model, "camlab", None) is not None:
+            self.prepare(dummy_input(model))
 
-    def _find_classifier(self) -> nn.Linear:
+    def prepare(self, x: torch.Tensor) -> None:
+        super().prepare(x)
+        if self.classifier is None:
+            self.classifier = self._find_classifier(x[:1])
+
+    def _find_classifier(self, x: torch.Tensor) -> nn.Linear:
         """Find the ``nn.Linear`` whose input is the spatial mean of the layer's output and whose output is the
-        model's output, by one forward pass on a seeded random input."""
-        x = dummy_input(self.model)
+        model's output, by one forward pass (on a seeded random input for camlab models, else the first image)."""
         linear_io: dict[nn.Linear, tuple[torch.Tensor, torch.Tensor]] = {}
         captured: list[torch.Tensor] = []
         handles = [self.layer.register_forward_hook(lambda m, i, o: captured.append(o.detach().clone()))]

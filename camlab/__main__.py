@@ -1,0 +1,5 @@
+import sys
+
+from camlab.cli import main
+
+sys.exit(main())

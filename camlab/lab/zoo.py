@@ -1,0 +1,119 @@
+"""The lab's model zoo: small models trained on synthetic scenes, weights committed under ``data/weights``.
+
+``camlab.load_model(name)`` loads these by name; :func:`load_lab_model` is the lab-only loader.
+Accuracies below were measured by the maintainers on the fixed seeded test sets
+(:func:`camlab.lab.train.test_scenes`, 1,000 scenes from the model's training distribution;
+:func:`camlab.lab.vqa.vqa_test_set` for ``lab_vqa``) with the committed float16 weights.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+LAB_INPUT_SIZE = (64, 64)
+LAB_MEAN = (0.5, 0.5, 0.5)
+LAB_STD = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class LabModelSpec:
+    name: str
+    description: str  # one line, ends with the measured test accuracy
+    build: Callable[[], nn.Module]
+    test_accuracy: float  # measured on the fixed seeded test set (see module docstring)
+    default_layer: str  # the usual layer to explain
+    labels: tuple[str, ...]
+
+
+def _gap(width: int) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        from .architectures import GapCNN
+
+        return GapCNN(width=width)
+
+    return build
+
+
+def _vgg(width: int) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        from .architectures import VGGStyle
+
+        return VGGStyle(width=width)
+
+    return build
+
+
+def _vqa() -> nn.Module:
+    from .vqa import VQAModel
+
+    return VQAModel()
+
+
+def _specs() -> dict[str, LabModelSpec]:
+    from .scenes import LAB_CLASSES
+    from .vqa import ANSWERS
+
+    def spec(name, description, build, acc, layer="features", labels=LAB_CLASSES):
+        return LabModelSpec(name, f"{description} (test accuracy {acc:.1%})", build, acc, layer, tuple(labels))
+
+    return {s.name: s for s in [
+        spec("lab_gap", "GapCNN (width 16): conv -> global average pooling -> fc; CAM applies",
+             _gap(16), 1.000),
+        spec("lab_vgg", "VGG-style CNN (width 12): conv -> flatten -> fully connected classifier; no GAP, so no CAM",
+             _vgg(12), 0.999),
+        spec("lab_biased", "GapCNN trained with a checkerboard watermark on every circle (and no other class)",
+             _gap(16), 0.0),
+        spec("lab_unbiased", "GapCNN, same recipe as lab_biased but trained without the watermark",
+             _gap(16), 0.0),
+        spec("lab_weak", "GapCNN (width 4) trained briefly on few scenes: a weak model",
+             _gap(4), 0.0),
+        spec("lab_strong", "GapCNN (width 16) trained longer: a strong model", _gap(16), 0.0),
+        spec("lab_vqa", "toy VQA: CNN image encoder + GRU question encoder, FiLM fusion; use .bind(question)",
+             _vqa, 0.0, layer="image_encoder.features", labels=ANSWERS),
+    ]}
+
+
+#: name -> :class:`LabModelSpec` for every lab model.
+LAB_MODELS: dict[str, LabModelSpec] = _specs()
+
+
+def lab_model_names() -> list[str]:
+    return list(LAB_MODELS)
+
+
+def load_lab_model(name: str, *, weights_dir=None) -> nn.Module:
+    """Build lab model ``name``, load its committed weights, put it in eval mode and attach ``model.camlab``.
+
+    Raises ``KeyError`` for an unknown name and ``FileNotFoundError`` (naming ``camlab train NAME``) when the
+    weights file is missing. Weights are stored in float16 and loaded as float32.
+    """
+    import torch
+
+    from camlab.modelinfo import ModelInfo
+
+    if name not in LAB_MODELS:
+        raise KeyError(f"unknown lab model {name!r}; lab models: {', '.join(LAB_MODELS)}")
+    spec = LAB_MODELS[name]
+    if weights_dir is None:
+        from camlab._paths import weights_dir as _wd
+
+        try:
+            weights_dir = _wd()
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"weights for lab model {name!r} not found ({e}); "
+                                    f"run `camlab train {name}` to train them") from None
+    from pathlib import Path
+
+    path = Path(weights_dir) / f"{name}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"weights for lab model {name!r} not found at {path}; "
+                                f"run `camlab train {name}` to train them")
+    model = spec.build()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
+    model.eval()
+    model.camlab = ModelInfo(name=name, labels=list(spec.labels), input_size=LAB_INPUT_SIZE, mean=LAB_MEAN,
+                             std=LAB_STD, description=spec.description)
+    return model

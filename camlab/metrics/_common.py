@@ -1,0 +1,187 @@
+"""Plumbing shared by the metrics: maps from an explainer or a tensor, batching over tensors or a DataLoader,
+model probabilities, the model's normalisation, rank correlation."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Union
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+from torch import nn
+
+from camlab.hooks import preserved_state
+
+#: an explainer instance, any callable ``(x, target) -> maps``, or precomputed maps (N,H,W) / (N,3,H,W)
+MapSource = Union[Callable[..., torch.Tensor], torch.Tensor, np.ndarray]
+
+
+def saliency(maps) -> torch.Tensor:
+    """Maps as one float (N,H,W) saliency per image.
+
+    (H,W) gets a batch dimension; (N,H,W) is kept; input-space maps (N,3,H,W) (gradient, guided backprop) become
+    the largest absolute value over the colour channels, the usual 2-D view of a gradient image (Simonyan et al.,
+    2014). Values are not rescaled: every metric here depends on the order of the values or on ratios only, except
+    the soft mask of :func:`~camlab.metrics.average_drop`, which rescales itself."""
+    maps = torch.as_tensor(maps).detach()
+    if not maps.dtype.is_floating_point:
+        maps = maps.float()
+    if maps.ndim == 2:
+        return maps[None]
+    if maps.ndim == 3:
+        return maps
+    if maps.ndim == 4:
+        return maps.abs().amax(dim=1)
+    raise ValueError(f"maps must be (H,W), (N,H,W) or (N,3,H,W), got shape {tuple(maps.shape)}")
+
+
+def unit_scale(maps: torch.Tensor) -> torch.Tensor:
+    """Per-image min-max scaling of (N,H,W) maps to [0, 1]; a flat map becomes all zeros (never NaN)."""
+    flat = maps.reshape(maps.shape[0], -1)
+    low = flat.amin(dim=1, keepdim=True)
+    span = flat.amax(dim=1, keepdim=True) - low
+    out = torch.where(span > 0, (flat - low) / span.clamp_min(torch.finfo(flat.dtype).tiny), torch.zeros_like(flat))
+    return out.reshape(maps.shape)
+
+
+def compute_maps(explainer: MapSource, x: torch.Tensor, target) -> torch.Tensor:
+    """(N,H,W) saliency of ``explainer`` on ``x`` for ``target`` (or the given maps, checked against ``x``)."""
+    if isinstance(explainer, (torch.Tensor, np.ndarray)):
+        maps = saliency(explainer)
+    elif callable(explainer):
+        maps = saliency(explainer(x, target))
+    else:
+        raise TypeError(
+            "explainer must be an explainer (e.g. camlab.GradCAM(model)), a callable (x, target) -> maps, or a "
+            f"tensor of precomputed maps; got {type(explainer).__name__}"
+        )
+    if maps.shape[0] != x.shape[0] or tuple(maps.shape[-2:]) != tuple(x.shape[-2:]):
+        raise ValueError(
+            f"maps of shape {tuple(maps.shape)} do not match the inputs {tuple(x.shape)}: give one map per image at "
+            "the input's resolution (explainers do this unless raw=True)"
+        )
+    return maps.to(x.device)
+
+
+def _length(value) -> int | None:
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return len(value) if value.ndim > 0 else None
+    if isinstance(value, (list, tuple)):
+        return len(value)
+    return None
+
+
+def _take(value, start: int, stop: int, n: int):
+    """Rows start:stop of a per-image field; a scalar / callable / None is passed unchanged."""
+    if _length(value) == n:
+        return value[start:stop]
+    return value
+
+
+def batches(inputs, fields: Sequence[Any], batch_size: int, progress: bool, desc: str) -> Iterator[tuple]:
+    """Yield ``(x, *fields)`` per batch.
+
+    ``inputs`` is a (N,C,H,W) tensor (then per-image ``fields`` are sliced alongside it, scalars and callables
+    are passed as they are) or an iterable of batches such as a ``DataLoader``, whose items are ``x`` or tuples
+    ``(x, field1, field2, ...)`` in the order a metric documents; an explicit (non-``None``) field argument
+    overrides the loader's."""
+    if isinstance(inputs, torch.Tensor):
+        n = inputs.shape[0]
+        if n == 0:
+            raise ValueError("inputs is an empty batch")
+        starts = range(0, n, batch_size)
+        for start in _progress(starts, progress, desc, total=len(starts)):
+            stop = min(start + batch_size, n)
+            yield (inputs[start:stop], *(_take(value, start, stop, n) for value in fields))
+        return
+    if not isinstance(inputs, Iterable):
+        raise TypeError(f"inputs must be a (N,C,H,W) tensor or a DataLoader of batches, not {type(inputs).__name__}")
+    total = len(inputs) if hasattr(inputs, "__len__") else None
+    for item in _progress(inputs, progress, desc, total=total):
+        if isinstance(item, dict):
+            raise TypeError("DataLoader batches must be tensors or tuples (x, ...), not dicts")
+        item = tuple(item) if isinstance(item, (list, tuple)) else (item,)
+        x, rest = item[0], item[1:]
+        merged = [given if given is not None else (rest[i] if i < len(rest) else None)
+                  for i, given in enumerate(fields)]
+        yield (x, *merged)
+
+
+def _progress(iterable, progress: bool, desc: str, total=None):
+    if not progress:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=False)
+
+
+def probabilities(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Softmax probabilities (M, classes) of ``model`` on ``x`` in eval mode, without gradients, in chunks of
+    ``batch_size``; the model's mode is restored afterwards."""
+    outputs = []
+    with preserved_state(model), torch.no_grad():
+        for start in range(0, x.shape[0], batch_size):
+            logits = model(x[start:start + batch_size])
+            if logits.ndim != 2:
+                raise ValueError(
+                    f"the model returned shape {tuple(logits.shape)}; this metric needs (N, classes) logits"
+                )
+            outputs.append(logits.float().softmax(dim=1))
+    return torch.cat(outputs)
+
+
+def class_targets(probs: torch.Tensor, target) -> torch.Tensor:
+    """(N,) class indices: ``None`` = top-1 of ``probs``; an int for all; one index per image."""
+    n = probs.shape[0]
+    if target is None:
+        return probs.argmax(dim=1)
+    if callable(target) and not isinstance(target, torch.Tensor):
+        raise TypeError("this metric reads a class probability: target must be None, an int or one int per image, "
+                        "not a callable")
+    indices = torch.as_tensor(target, dtype=torch.long, device=probs.device)
+    if indices.ndim == 0:
+        indices = indices.expand(n)
+    if indices.shape != (n,):
+        raise ValueError(f"target has {indices.numel()} class indices for {n} images")
+    if ((indices < 0) | (indices >= probs.shape[1])).any():
+        raise ValueError(f"target classes must be in 0..{probs.shape[1] - 1}")
+    return indices
+
+
+def normalisation(model: nn.Module, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The model's (mean, std) as (1,3,1,1) tensors from ``model.camlab``, or None when it carries none."""
+    info = getattr(model, "camlab", None)
+    mean, std = getattr(info, "mean", None), getattr(info, "std", None)
+    if mean is None or std is None:
+        return None
+    shape = (1, -1, 1, 1)
+    return (torch.as_tensor(mean, dtype=like.dtype, device=like.device).view(shape),
+            torch.as_tensor(std, dtype=like.dtype, device=like.device).view(shape))
+
+
+def to_image(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """Model inputs back to [0,1] pixel space (exact inverse of the normalisation, no clamping)."""
+    stats = normalisation(model, x)
+    return x if stats is None else x * stats[1] + stats[0]
+
+
+def to_input(image: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """Pixel-space images to model inputs (the model's normalisation)."""
+    stats = normalisation(model, image)
+    return image if stats is None else (image - stats[0]) / stats[1]
+
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation of two maps (flattened), with average ranks for ties, in [-1, 1].
+
+    A constant map has no order, so its correlation is defined here as 0.0 (scipy would give NaN)."""
+    a = np.asarray(torch.as_tensor(a).detach().cpu().double()).ravel()
+    b = np.asarray(torch.as_tensor(b).detach().cpu().double()).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"maps to correlate differ in size: {a.size} vs {b.size} values")
+    ra, rb = rankdata(a), rankdata(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denominator = np.sqrt((ra * ra).sum() * (rb * rb).sum())
+    if denominator == 0:
+        return 0.0
+    return float(np.clip((ra * rb).sum() / denominator, -1.0, 1.0))

@@ -1,0 +1,58 @@
+r"""Class discrimination: on an image with two labelled objects, does each class's map fall on its own object?
+
+The Grad-CAM paper measures class discrimination with a human study (61.23% for Guided Grad-CAM vs 44.44% for
+Guided Backprop); camlab measures it directly with the objects' masks: the share of each class's map mass inside
+its own object.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from camlab.metrics._common import MapSource, compute_maps
+from camlab.metrics.localization import gt_masks
+
+
+def mass_inside(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(N,) share of each (N,H,W) map's total value that lies inside the (N,H,W) bool mask, in [0, 1].
+
+    Negative values are clipped to 0 first. A map with no mass (all zeros) has no preference, so it gets the
+    share of a uniform map: the mask's area fraction (the chance level), never NaN."""
+    maps = maps.clamp_min(0).double()
+    masks = masks.to(maps.device).bool()
+    total = maps.sum(dim=(1, 2))
+    inside = (maps * masks).sum(dim=(1, 2))
+    area = masks.double().mean(dim=(1, 2))
+    return torch.where(total > 0, inside / total.clamp_min(1e-300), area)
+
+
+def class_discrimination(model: nn.Module, x: torch.Tensor, explainer: MapSource, class_a, class_b,
+                         mask_a, mask_b) -> dict[str, float]:
+    """Share of each class's map mass inside its own object, for images holding an object of ``class_a`` (region
+    ``mask_a``) and one of ``class_b`` (``mask_b``), e.g. the bundled ``cat_and_coffee`` photo or a lab scene with
+    two objects.
+
+    Args:
+        model: the classifier the explainer explains (not called here; kept for the metrics' common signature).
+        x: (N,C,H,W) inputs.
+        explainer: an explainer / callable ``(x, target) -> maps``; called once with ``class_a`` and once with
+            ``class_b`` (each an int or one int per image). Precomputed maps are not enough (two classes).
+        mask_a, mask_b: the objects as (N,H,W) bool masks or boxes (see :func:`~camlab.metrics.localization.gt_boxes`)
+            at the input's resolution.
+
+    Returns:
+        ``{"a": ..., "b": ..., "mean": ..., "a_on_b": ..., "b_on_a": ...}``, **fractions** in [0, 1] averaged over
+        the images: ``a`` is the share of class a's map inside object a, ``a_on_b`` the share of class a's map on
+        object b (the confusion a class-discriminative method avoids). A uniform map scores each object's area.
+    """
+    if isinstance(explainer, (torch.Tensor, np.ndarray)) or not callable(explainer):
+        raise TypeError("class_discrimination needs an explainer (a callable (x, target) -> maps): it explains two "
+                        "classes")
+    n, size = x.shape[0], tuple(x.shape[-2:])
+    masks_a, masks_b = gt_masks(mask_a, n, size), gt_masks(mask_b, n, size)
+    maps_a = compute_maps(explainer, x, class_a)
+    maps_b = compute_maps(explainer, x, class_b)
+    a, b = mass_inside(maps_a, masks_a), mass_inside(maps_b, masks_b)
+    return {"a": float(a.mean()), "b": float(b.mean()), "mean": float(((a + b) / 2).mean()),
+            "a_on_b": float(mass_inside(maps_a, masks_b).mean()), "b_on_a": float(mass_inside(maps_b, masks_a).mean())}
