@@ -210,7 +210,7 @@ def make_scenes(
     cue_other_rate: float = 0.02,
     classes: Sequence[str] | None = None,
     labels: Sequence[int] | torch.Tensor | None = None,
-    contrast: float = 1.0,
+    contrast: float | dict[str, float] = 1.0,
 ) -> Scenes:
     """Generate ``n`` seeded lab scenes.
 
@@ -227,7 +227,8 @@ def make_scenes(
         classes: restrict labels to these class names (default: all of :data:`LAB_CLASSES`).
         labels: explicit label indices (length ``n``) instead of balanced random ones.
         contrast: objects are drawn as ``background + contrast * (colour - background)``; 1 = flat colour,
-            small values give faint shapes (the bias experiment makes shapes hard and the cue easy).
+            small values give faint shapes. A dict ``{class name: contrast}`` sets it per class (others 1);
+            the bias experiment draws the cued class faintly so that its shape is hard and the cue easy.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -241,7 +242,13 @@ def make_scenes(
         raise ValueError(f"instances must be <= {len(COLOURS)} (one colour each), got {instances}")
     if instances + distractors > 8:
         raise ValueError("at most 8 objects per scene (instances + distractors)")
-    if not 0.0 < contrast <= 1.0:
+    per_class = torch.ones(len(LAB_CLASSES))
+    if isinstance(contrast, dict):
+        for name, c in contrast.items():
+            per_class[class_index(name)] = float(c)
+    else:
+        per_class[:] = float(contrast)
+    if not bool(((per_class > 0) & (per_class <= 1)).all()):
         raise ValueError(f"contrast must be in (0, 1], got {contrast}")
     for name, rate in (("cue_rate", cue_rate), ("cue_other_rate", cue_other_rate)):
         if not 0.0 <= rate <= 1.0:
@@ -294,7 +301,8 @@ def make_scenes(
         taken.append(torch.stack([cx, cy, r], 1))
         m = _shape_masks(obj_cls[k], cx, cy, r, size)
         colour = (palette[colour_idx[:, k]] + jitter[:, k]).clamp(0, 1)  # (N, 3)
-        paint = colour.view(n, 3, 1, 1) if contrast == 1.0 else images + contrast * (colour.view(n, 3, 1, 1) - images)
+        c = per_class[obj_cls[k]].view(n, 1, 1, 1)
+        paint = images + c * (colour.view(n, 3, 1, 1) - images)
         images = torch.where(m.unsqueeze(1), paint, images)
         if k < instances:
             label_mask |= m

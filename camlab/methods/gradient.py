@@ -233,7 +233,7 @@ class SmoothGradCAMPlusPlus(GradientMethod):
     def weights(self, forward: ForwardPass) -> torch.Tensor:
         x = forward.inputs.detach()
         target = forward.target if callable(forward.target) and not isinstance(forward.target, torch.Tensor) \
-            else target_indices(forward)
+            else target_indices(forward).tolist()
         generator = torch.Generator(device=x.device).manual_seed(self.seed)
         value_range = (x.flatten(1).amax(dim=1) - x.flatten(1).amin(dim=1)).reshape(-1, 1, 1, 1)
         sum_1 = torch.zeros_like(forward.activations)

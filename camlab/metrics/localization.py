@@ -159,7 +159,9 @@ def localization_error(model: nn.Module, inputs, explainer: MapSource, labels=No
         explainer: an explainer (``camlab.GradCAM(model)``) or callable ``(x, target) -> maps``. Precomputed maps
             (N,H,W) are accepted only with ``top=(1,)`` and must be the maps of the top-1 predicted classes.
         labels: per image a class index or a set of acceptable indices (see :func:`label_sets`).
-        boxes: per image one (4,) or several (K,4) ground-truth boxes in input pixels (see :func:`gt_boxes`).
+        boxes: per image one (4,) or several (K,4) ground-truth boxes in input pixels (see :func:`gt_boxes`), or,
+            for images holding objects of several classes, one dict ``{class index: (K,4) boxes}`` per image: then
+            the predicted class's box must match a box of that class, and ``labels`` defaults to the dict's keys.
         top: which top-k errors to report.
 
     Returns:
@@ -178,8 +180,16 @@ def localization_error(model: nn.Module, inputs, explainer: MapSource, labels=No
     known_correct, total, offset = 0, 0, 0
     for x, batch_labels, batch_boxes in batches(inputs, (labels, boxes), batch_size, progress, "localization"):
         n = x.shape[0]
-        accepted = label_sets(batch_labels, n)
-        truth = gt_boxes(batch_boxes, n)
+        if isinstance(batch_boxes, (list, tuple)) and batch_boxes and all(isinstance(b, dict) for b in batch_boxes):
+            per_class = [{int(c): torch.as_tensor(v, dtype=torch.float64).reshape(-1, 4) for c, v in b.items()}
+                         for b in batch_boxes]
+            if len(per_class) != n:
+                raise ValueError(f"{len(per_class)} entries of boxes for {n} images")
+            accepted = label_sets(batch_labels, n) if batch_labels is not None else [set(b) for b in per_class]
+        else:
+            accepted = label_sets(batch_labels, n)
+            truth = gt_boxes(batch_boxes, n)
+            per_class = [{c: truth[i] for c in accepted[i]} for i in range(n)]
         probs = probabilities(model, x)
         ranked = probs.topk(min(max(top), probs.shape[1]), dim=1).indices
         hit_at = torch.full((n,), 10**9)  # the first rank at which the image is correctly localized
@@ -191,15 +201,18 @@ def localization_error(model: nn.Module, inputs, explainer: MapSource, labels=No
                 maps = compute_maps(explainer, x, classes.tolist())
             predicted = box_from_map(maps, threshold).double()
             for i in range(n):
-                if int(classes[i]) in accepted[i] and hit_at[i] > rank:
-                    if float(iou(predicted[i][None], truth[i]).max()) >= iou_threshold:
+                c = int(classes[i])
+                if c in accepted[i] and c in per_class[i] and hit_at[i] > rank:
+                    if float(iou(predicted[i][None], per_class[i][c]).max()) >= iou_threshold:
                         hit_at[i] = rank
         for k in top:
             correct[k] += int((hit_at < k).sum())
         if not precomputed:
             known = [max(sorted(s), key=lambda c, i=i: float(probs[i, c])) for i, s in enumerate(accepted)]
             known_boxes = box_from_map(compute_maps(explainer, x, known), threshold).double()
-            known_correct += sum(float(iou(known_boxes[i][None], truth[i]).max()) >= iou_threshold for i in range(n))
+            known_correct += sum(known[i] in per_class[i]
+                                 and float(iou(known_boxes[i][None], per_class[i][known[i]]).max()) >= iou_threshold
+                                 for i in range(n))
         total += n
         offset += n
     result = {f"top{k}": 1.0 - correct[k] / total for k in top}

@@ -19,6 +19,11 @@ from camlab.hooks import preserved_state
 from camlab.metrics._common import probabilities, saliency, spearman
 
 
+#: added to the step seeds so that a re-initialisation never repeats the draws of a model built after
+#: ``torch.manual_seed(0)`` (which would "randomize" a layer back to its own weights)
+_SEED_OFFSET = 0x5A17C0DE
+
+
 def _execution_order(model: nn.Module, x: torch.Tensor) -> list[str]:
     """Names of the modules that own parameters directly, in the order the forward pass first calls them."""
     order: list[str] = []
@@ -113,8 +118,8 @@ def sanity_check(model: nn.Module, x: torch.Tensor, method="gradcam", layer=None
             step explains the same class.
         granularity, layers: what one step randomizes: the groups of :func:`cascade_layers` by default, or the
             given module names (prefixes), in the order given (top first); each step keeps the earlier ones random.
-        seed: each step's re-initialisation is drawn under ``torch.random.fork_rng`` seeded with ``seed`` and the
-            step number, so results repeat and the global random state is untouched.
+        seed: each step's re-initialisation is drawn under ``torch.random.fork_rng`` seeded from ``seed`` and the
+            step number (plus a fixed offset), so results repeat and the global random state is untouched.
         return_maps: also return the (N,H,W) saliency after each step (``"original"`` first), for pictures.
 
     Returns:
@@ -149,9 +154,10 @@ def sanity_check(model: nn.Module, x: torch.Tensor, method="gradcam", layer=None
         if group not in modules:
             raise ValueError(f"no module named {group!r} in {type(model).__name__} (see cascade_layers(model, x))")
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed * 100_003 + step)
+            step_seed = _SEED_OFFSET + seed * 100_003 + step
+            torch.manual_seed(step_seed)
             if devices:
-                torch.cuda.manual_seed_all(seed * 100_003 + step)
+                torch.cuda.manual_seed_all(step_seed)
             _reinitialise(modules[group])
         randomized = saliency(build(copied)(x, classes))
         correlations[group] = float(np.mean([spearman(a, b) for a, b in zip(original, randomized)]))

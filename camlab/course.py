@@ -1,0 +1,59 @@
+"""The course's shared settings and tools: the Colab setup cell, the chapter list, notebook execution."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: where Colab installs camlab from: the one setting all notebooks share (a test keeps their setup cells identical)
+INSTALL_SOURCE = "camlab @ git+https://github.com/camlab-course/camlab"
+
+#: the chapters: file stem -> title
+CHAPTERS = {
+    "00_tour": "Tour and setup",
+    "01_cam": "CAM with global average pooling",
+    "02_gradcam": "Grad-CAM: the derivation",
+    "03_guided_gradcam": "Guided Grad-CAM",
+    "04_evaluation": "Evaluating explanations",
+    "05_failure_analysis": "Failure analysis",
+    "06_beyond_classification": "Beyond classification",
+    "07_variants": "The variants: Grad-CAM++, Score-CAM, LayerCAM and more",
+    "08_summary": "Summary and capstone",
+}
+
+#: sections every chapter has (Markdown headings)
+REQUIRED_SECTIONS = ("Learning goals", "Summary", "Exercises", "Further reading")
+
+
+def setup_cell() -> str:
+    """The first code cell of every notebook: installs camlab in Colab, does nothing elsewhere."""
+    return (
+        "# Setup: in Google Colab this installs camlab; elsewhere (a local install) it does nothing.\n"
+        "import subprocess, sys\n"
+        "if \"google.colab\" in sys.modules:\n"
+        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"{INSTALL_SOURCE}\"], check=True)"
+    )
+
+
+def fast_mode() -> bool:
+    """True when ``CAMLAB_FAST=1``: notebooks shrink their longest loops (the lesson's assertion still runs)."""
+    return os.environ.get("CAMLAB_FAST", "") not in ("", "0")
+
+
+def notebooks_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def execute_notebook(path: str | Path, timeout: int = 600) -> float:
+    """Run a notebook top to bottom in place (fresh kernel, outputs stored) and return the seconds it took."""
+    import time
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    notebook = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    elapsed = time.perf_counter() - start
+    nbformat.write(notebook, path)
+    return elapsed
