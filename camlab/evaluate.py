@@ -235,7 +235,7 @@ def run(*, quick: bool = False, datasets: Sequence[str] | None = None, methods: 
         n_scenes: int | None = None, seed: int = 2024, lab_model: str | nn.Module = "lab_gap",
         imagenet_model: str | nn.Module = "efficientnet_lite0", photos: Sequence[str] | None = None,
         skip_sanity: Sequence[tuple[str, str]] = (("photos", "scorecam"),), out: str | Path | None = None,
-        progress: bool = False, verbose: bool = False) -> Table:
+        progress: bool = False, verbose: bool = False, threads: int | None = None) -> Table:
     """Measure every method with every metric and return the :class:`Table`.
 
     Args:
@@ -250,14 +250,28 @@ def run(*, quick: bool = False, datasets: Sequence[str] | None = None, methods: 
             1280 channels needs about 12 x 2 x 500 masked forward passes).
         out: a folder to write ``results.csv`` and ``results.md`` into.
         verbose: print each row as it is measured.
+        threads: torch's intra-op threads during the run (restored afterwards); ``1`` is much faster for these
+            small batches on a busy machine (two threads that wait for each other spin), ``None`` leaves it.
     """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _run(quick, datasets, methods, n_scenes, seed, lab_model, imagenet_model, photos, skip_sanity, out,
+                    progress, verbose)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run(quick, datasets, methods, n_scenes, seed, lab_model, imagenet_model, photos, skip_sanity, out, progress,
+         verbose) -> Table:
     from camlab.explain import get_method
     from camlab.models import load_model
 
     datasets = tuple(datasets) if datasets is not None else (("lab",) if quick else ("lab", "photos"))
     n_scenes = n_scenes if n_scenes is not None else (16 if quick else 200)
     settings = {"quick": quick, "datasets": list(datasets), "methods": list(methods), "n_scenes": n_scenes,
-                "seed": seed}
+                "seed": seed, "threads": torch.get_num_threads()}
     notes: list[str] = []
     sets: list[EvalSet] = []
     for name in datasets:
@@ -384,9 +398,10 @@ def main(argv: Sequence[str] | None = None) -> None:  # python -m camlab.evaluat
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     parser.add_argument("--scenes", type=int, default=None, help="lab scenes (default 200)")
     parser.add_argument("--out", default=None, help="folder for results.csv and results.md")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads during the run (e.g. 1)")
     args = parser.parse_args(argv)
     table = run(quick=args.quick, datasets=args.datasets, methods=args.methods, n_scenes=args.scenes, out=args.out,
-                verbose=True)
+                verbose=True, threads=args.threads)
     print()
     print(format_table(table))
 

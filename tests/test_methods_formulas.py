@@ -143,8 +143,7 @@ class GapNet(nn.Module):
 def test_gap_head_gradcam_xgradcam_cam_agree_and_hirescam_is_gradcam_times_hw():
     """With GAP + linear after the layer, dy/dA^k_ij = w_k / Z everywhere. Grad-CAM: alpha_k = w_k / Z;
     XGrad-CAM: sum_ij A_ij/sum(A) * w_k/Z = w_k/Z (same weights); CAM: w_k. So all three maps are equal up to scale
-    (equal after min-max scaling), and HiResCAM = sum_k (w_k/Z) A^k = Grad-CAM exactly (ReLU commutes with the
-    positive factor), i.e. Z * the mean-gradient weights / Z."""
+    (equal after min-max scaling), and HiResCAM = ReLU(sum_k (w_k/Z) A^k) = Grad-CAM exactly, raw maps included."""
     torch.manual_seed(0)
     model = GapNet().eval()
     x = torch.randn(3, 3, 6, 6)

@@ -302,7 +302,8 @@ def make_scenes(
         m = _shape_masks(obj_cls[k], cx, cy, r, size)
         colour = (palette[colour_idx[:, k]] + jitter[:, k]).clamp(0, 1)  # (N, 3)
         c = per_class[obj_cls[k]].view(n, 1, 1, 1)
-        paint = images + c * (colour.view(n, 3, 1, 1) - images)
+        flat = colour.view(n, 3, 1, 1).expand_as(images)
+        paint = torch.where(c == 1.0, flat, images + c * (flat - images))
         images = torch.where(m.unsqueeze(1), paint, images)
         if k < instances:
             label_mask |= m

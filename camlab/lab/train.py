@@ -46,12 +46,12 @@ def _recipes() -> dict[str, Recipe]:
     return {
         "lab_gap": Recipe(lambda: GapCNN(width=16), epochs=6),
         "lab_vgg": Recipe(lambda: VGGStyle(width=12), epochs=6),
-        "lab_biased": Recipe(lambda: GapCNN(width=16), epochs=3, scenes=dict(BIAS_SCENES)),
-        "lab_unbiased": Recipe(lambda: GapCNN(width=16), epochs=3,
+        "lab_biased": Recipe(lambda: VGGStyle(width=8), epochs=3, scenes=dict(BIAS_SCENES)),
+        "lab_unbiased": Recipe(lambda: VGGStyle(width=8), epochs=3,
                                scenes=dict(BIAS_SCENES, cue_rate=0.0, cue_other_rate=0.0)),
-        "lab_weak": Recipe(lambda: GapCNN(width=4), epochs=5, n_train=1000),
-        "lab_strong": Recipe(lambda: GapCNN(width=16), epochs=8),
-        "lab_vqa": Recipe(lambda: VQAModel(), epochs=10, n_train=5000, kind="vqa"),
+        "lab_weak": Recipe(lambda: GapCNN(width=4), epochs=6, n_train=1000),
+        "lab_strong": Recipe(lambda: GapCNN(width=16), epochs=5),
+        "lab_vqa": Recipe(lambda: VQAModel(), epochs=8, n_train=5000, kind="vqa"),
     }
 
 

@@ -27,51 +27,33 @@ class LabModelSpec:
     labels: tuple[str, ...]
 
 
-def _gap(width: int) -> Callable[[], nn.Module]:
-    def build() -> nn.Module:
-        from .architectures import GapCNN
+def _builder(name: str) -> Callable[[], nn.Module]:
+    """The architecture of ``name`` exactly as its training recipe builds it (one source of truth)."""
 
-        return GapCNN(width=width)
+    def build() -> nn.Module:
+        from .train import recipe
+
+        return recipe(name).build()
 
     return build
-
-
-def _vgg(width: int) -> Callable[[], nn.Module]:
-    def build() -> nn.Module:
-        from .architectures import VGGStyle
-
-        return VGGStyle(width=width)
-
-    return build
-
-
-def _vqa() -> nn.Module:
-    from .vqa import VQAModel
-
-    return VQAModel()
 
 
 def _specs() -> dict[str, LabModelSpec]:
     from .scenes import LAB_CLASSES
     from .vqa import ANSWERS
 
-    def spec(name, description, build, acc, layer="features", labels=LAB_CLASSES):
-        return LabModelSpec(name, f"{description} (test accuracy {acc:.1%})", build, acc, layer, tuple(labels))
+    def spec(name, description, acc, layer="features", labels=LAB_CLASSES):
+        return LabModelSpec(name, f"{description} (test accuracy {acc:.1%})", _builder(name), acc, layer,
+                            tuple(labels))
 
     return {s.name: s for s in [
-        spec("lab_gap", "GapCNN (width 16): conv -> global average pooling -> fc; CAM applies",
-             _gap(16), 1.000),
-        spec("lab_vgg", "VGG-style CNN (width 12): conv -> flatten -> fully connected classifier; no GAP, so no CAM",
-             _vgg(12), 0.999),
-        spec("lab_biased", "GapCNN trained with a checkerboard watermark on every circle (and no other class)",
-             _gap(16), 0.0),
-        spec("lab_unbiased", "GapCNN, same recipe as lab_biased but trained without the watermark",
-             _gap(16), 0.0),
-        spec("lab_weak", "GapCNN (width 4) trained briefly on few scenes: a weak model",
-             _gap(4), 0.0),
-        spec("lab_strong", "GapCNN (width 16) trained longer: a strong model", _gap(16), 0.0),
-        spec("lab_vqa", "toy VQA: CNN image encoder + GRU question encoder, FiLM fusion; use .bind(question)",
-             _vqa, 0.0, layer="image_encoder.features", labels=ANSWERS),
+        spec("lab_gap", "GapCNN (width 16): conv -> global average pooling -> fc; CAM applies", 1.000),
+        spec("lab_vgg", "VGG-style CNN (width 12): conv -> flatten -> fully connected classifier; no GAP, so no CAM", 0.999),
+        spec("lab_biased", "GapCNN trained with a checkerboard watermark on every circle (and no other class)", 0.0),
+        spec("lab_unbiased", "GapCNN, same recipe as lab_biased but trained without the watermark", 0.0),
+        spec("lab_weak", "GapCNN (width 4) trained briefly on few scenes: a weak model", 0.0),
+        spec("lab_strong", "GapCNN (width 16) trained longer: a strong model", 0.0),
+        spec("lab_vqa", "toy VQA: CNN image encoder + GRU question encoder, FiLM fusion; use .bind(question)", 0.0, layer="image_encoder.features", labels=ANSWERS),
     ]}
 
 

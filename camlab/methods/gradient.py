@@ -110,7 +110,8 @@ class HiResCAM(GradientMethod):
     .. math:: L^c = \mathrm{ReLU}\Big(\sum_k \frac{\partial y^c}{\partial A^k} \odot A^k\Big)
 
     Per-position weights: the gradient itself instead of its spatial mean, so ``weights`` is (N,K,h,w). When the
-    gradient is spatially constant (a layer followed by GAP + linear) HiResCAM equals Grad-CAM times :math:`hw`.
+    gradient is spatially constant (a layer followed by GAP + linear) the mean is the gradient itself, so HiResCAM
+    equals Grad-CAM.
     Same formula as pytorch-grad-cam's ``HiResCAM``.
     """
 
