@@ -90,9 +90,12 @@ def channel_ablation_drop(model: nn.Module, x: torch.Tensor, layer: str | nn.Mod
 
     .. math:: \Delta_k = y^c(A) - y^c(A \text{ with } A^k = 0)
 
-    Positive: the channel supported the score. The layer's output is replaced by the ablated copies with a forward
-    hook; each image's ablated copies run through the model as one batch (the input is repeated, so any
-    architecture works). The model's mode and parameters are untouched (:func:`camlab.hooks.preserved_state`).
+    Positive: the channel supported the score. The layer's output is replaced by a batch of ablated copies with a
+    forward hook. Speed: the model is called on the single image, so everything below the layer runs at batch 1 and
+    only the part above it runs at the batch of copies (skip connections around the layer broadcast their batch-1
+    tensors); where that fails (a ``torch.cat`` around the layer, a wrong batch size out) the input is repeated
+    instead, which works for any architecture. The model's mode and parameters are untouched
+    (:func:`camlab.hooks.preserved_state`).
 
     Args:
         model: the network; ``x``: (N,C,H,W) inputs; ``layer``: a dotted name or a submodule.
@@ -126,6 +129,7 @@ def channel_ablation_drop(model: nn.Module, x: torch.Tensor, layer: str | nn.Mod
                 per_image = [target] * x.shape[0]
             base = torch.stack([scores(logits[i:i + 1], per_image[i])[0] for i in range(x.shape[0])])
             activations = captured[0]
+            broadcast = True
             channels = activations.shape[1]
             for i in range(x.shape[0]):
                 row = torch.empty(channels, dtype=base.dtype, device=base.device)
@@ -134,7 +138,16 @@ def channel_ablation_drop(model: nn.Module, x: torch.Tensor, layer: str | nn.Mod
                     ablated = activations[i:i + 1].repeat(stop - start, *([1] * (activations.ndim - 1)))
                     ablated[torch.arange(stop - start), torch.arange(start, stop)] = 0
                     replacement[0] = ablated
-                    out = model(x[i:i + 1].expand(stop - start, *x.shape[1:]))
+                    out = None
+                    if broadcast:
+                        try:
+                            out = model(x[i:i + 1])
+                        except RuntimeError:
+                            out = None
+                        if out is None or out.shape[0] != stop - start:
+                            broadcast, out = False, None
+                    if out is None:
+                        out = model(x[i:i + 1].expand(stop - start, *x.shape[1:]))
                     replacement[0] = None
                     row[start:stop] = scores(out, per_image[i])
                 drops.append(base[i] - row)

@@ -187,3 +187,52 @@ def test_eigencam_sign_is_stable_and_is_first_principal_direction():
     v1 = torch.linalg.svd(matrix, full_matrices=False).Vh[:, 0]
     projection = torch.einsum("npk,nk->np", matrix, v1).reshape(heat.shape).float()
     assert torch.allclose(heat.abs(), projection.abs(), atol=1e-5)
+
+
+class ConcatNet(nn.Module):
+    """A DenseNet-style skip around the layer: torch.cat([stem, layer(stem)]) cannot broadcast a batch-1 stem
+    against the ablated batch, so Ablation-CAM must fall back to repeating the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+        self.layer = nn.Sequential(nn.Conv2d(4, 5, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(9, 3)
+
+    def forward(self, x):
+        stem = self.stem(x)
+        return self.fc(torch.cat([stem, self.layer(stem)], dim=1).amax(dim=(2, 3)))
+
+
+def naive_ablation_cam(model, layer, x, target):
+    """w_k = (y - y_k) / y with channel k of the layer's output zeroed, one forward pass per channel and image."""
+    captured = []
+    handle = layer.register_forward_hook(lambda m, i, o: captured.append(o.detach().clone()))
+    with torch.no_grad():
+        y = model(x)[:, target]
+    handle.remove()
+    activations = captured[0]
+    maps = []
+    for n in range(len(x)):
+        weights = []
+        for k in range(activations.shape[1]):
+            def zero_k(module, inputs, output, k=k):
+                output = output.clone()
+                output[:, k] = 0
+                return output
+            handle = layer.register_forward_hook(zero_k)
+            with torch.no_grad():
+                y_k = model(x[n:n + 1])[0, target]
+            handle.remove()
+            weights.append((y[n] - y_k) / y[n])
+        maps.append(torch.einsum("k,khw->hw", torch.stack(weights), activations[n]).clamp_min(0))
+    return torch.stack(maps)
+
+
+@pytest.mark.parametrize("net", [GapNet, ConcatNet])
+def test_ablationcam_matches_naive_ablation(net):
+    torch.manual_seed(3)
+    model = net().eval()
+    x = torch.randn(2, 3, 6, 6)
+    ours = camlab.AblationCAM(model, layer="layer", batch_size=2, progress=False)(x, target=2, raw=True)
+    assert torch.allclose(ours, naive_ablation_cam(model, model.layer, x, 2), atol=1e-5)

@@ -1,0 +1,99 @@
+"""Chapter 07's checks pass on the paper's formulas and fail on the plausible mistakes (and on the peers' variants)."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from camlab.exercises import ExerciseFailed, check_gradcampp_alpha, check_layercam_map, check_scorecam_weights
+
+
+@pytest.fixture(autouse=True)
+def strict(monkeypatch):
+    monkeypatch.setenv("CAMLAB_STRICT_CHECKS", "1")
+
+
+def alpha_eq19(activations, gradients):
+    g2 = gradients ** 2
+    denominator = 2 * g2 + activations.sum(dim=(2, 3), keepdim=True) * g2 * gradients
+    return torch.where(denominator != 0, g2 / torch.where(denominator != 0, denominator, 1.0), 0.0)
+
+
+def alpha_torchcam_denominator(activations, gradients):
+    """torchcam's intended formula: sum over positions of A * g^3 in the denominator."""
+    g2 = gradients ** 2
+    denominator = 2 * g2 + (activations * g2 * gradients).sum(dim=(2, 3), keepdim=True)
+    return torch.where(denominator != 0, g2 / torch.where(denominator != 0, denominator, 1.0), 0.0)
+
+
+def test_gradcampp_alpha_passes_on_eq19():
+    assert check_gradcampp_alpha(alpha_eq19)
+
+
+@pytest.mark.parametrize("wrong", [
+    alpha_torchcam_denominator,
+    lambda A, g: torch.nan_to_num(g ** 2 / (g ** 2 + A.sum(dim=(2, 3), keepdim=True) * g ** 3)),  # forgot the 2
+    lambda A, g: g ** 2,  # torchcam as it runs: the division never lands
+])
+def test_gradcampp_alpha_fails_on_wrong_answers(wrong):
+    with pytest.raises(ExerciseFailed):
+        check_gradcampp_alpha(wrong)
+
+
+def scorecam_weights(model, x, activations, target):
+    masks = F.interpolate(activations, size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
+    low = masks.flatten(1).amin(1)[:, None, None]
+    high = masks.flatten(1).amax(1)[:, None, None]
+    weights = torch.zeros(masks.shape[0], dtype=x.dtype)
+    for k in range(masks.shape[0]):
+        if high[k] > low[k]:
+            mask = (masks[k] - low[k]) / (high[k] - low[k])
+            with torch.no_grad():
+                weights[k] = model(x * mask).softmax(dim=1)[0, target]
+    return weights
+
+
+def test_scorecam_weights_pass_on_algorithm_1():
+    assert check_scorecam_weights(scorecam_weights)
+
+
+def scorecam_channel_softmax(model, x, activations, target):
+    """pytorch-grad-cam: a softmax over channels of the masked inputs' raw logits."""
+    masks = F.interpolate(activations, size=x.shape[-2:], mode="bilinear", align_corners=True)[0]
+    low = masks.flatten(1).amin(1)[:, None, None]
+    high = masks.flatten(1).amax(1)[:, None, None]
+    masks = (masks - low) / (high - low + 1e-8)
+    with torch.no_grad():
+        logits = model(x * masks[:, None])[:, target]
+    return logits.softmax(dim=0)
+
+
+def scorecam_logit(model, x, activations, target):
+    masks = F.interpolate(activations, size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
+    low = masks.flatten(1).amin(1)[:, None, None]
+    high = masks.flatten(1).amax(1)[:, None, None]
+    masks = torch.where(high > low, (masks - low) / torch.where(high > low, high - low, 1.0), 0.0)
+    with torch.no_grad():
+        return model(x * masks[:, None])[:, target]
+
+
+@pytest.mark.parametrize("wrong", [scorecam_channel_softmax, scorecam_logit])
+def test_scorecam_weights_fail_on_the_channel_softmax_and_on_logits(wrong):
+    with pytest.raises(ExerciseFailed):
+        check_scorecam_weights(wrong)
+
+
+def test_layercam_map_passes_and_fails_without_the_relu_on_gradients():
+    assert check_layercam_map(lambda A, g: (g.clamp_min(0) * A).sum(1).clamp_min(0))
+    with pytest.raises(ExerciseFailed):  # HiResCAM: the signed gradient
+        check_layercam_map(lambda A, g: (g * A).sum(1).clamp_min(0))
+    with pytest.raises(ExerciseFailed):  # Grad-CAM's spatial average
+        check_layercam_map(lambda A, g: (g.clamp_min(0).mean((2, 3), keepdim=True) * A).sum(1).clamp_min(0))
+
+
+def test_checks_leave_the_global_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    check_scorecam_weights(scorecam_weights)
+    assert torch.equal(torch.rand(3), expected)
