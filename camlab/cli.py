@@ -88,7 +88,7 @@ def cmd_layers(args) -> None:
 def cmd_evaluate(args) -> None:
     from camlab import evaluate
 
-    evaluate.main(quick=args.quick, out=args.out)
+    evaluate.main([option for option in args.options if option != "--"])
 
 
 def cmd_train(args) -> None:
@@ -126,9 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     layers.add_argument("--spatial", action="store_true", help="only layers with (N,C,H,W) outputs")
     layers.set_defaults(run=cmd_layers)
 
-    evaluate = commands.add_parser("evaluate", help="the metrics table on the synthetic lab and the ImageNet model")
-    evaluate.add_argument("--quick", action="store_true", help="a small, fast run")
-    evaluate.add_argument("--out", default="camlab-evaluation.md", help="where to save the table")
+    evaluate = commands.add_parser(
+        "evaluate", help="the metrics table on the synthetic lab and the ImageNet model",
+        description="Options are those of `python -m camlab.evaluate` (--quick, --datasets, --methods, --scenes, "
+                    "--out, --threads); `camlab evaluate -- --help` lists them.")
+    evaluate.add_argument("options", nargs=argparse.REMAINDER, help="options for camlab.evaluate")
     evaluate.set_defaults(run=cmd_evaluate)
 
     train = commands.add_parser("train", help="retrain a lab model (seeded) and write its weights to data/weights")
@@ -139,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["evaluate"]:  # its options belong to camlab.evaluate's own parser
+        argv = ["evaluate", "--", *argv[1:]] if argv[1:2] != ["--"] else argv
     args = build_parser().parse_args(argv)
     try:
         args.run(args)

@@ -31,3 +31,12 @@ def test_models_and_layers_list(capsys):
 def test_unknown_layer_on_the_command_line_exits_2_with_the_closest_names(tmp_path, capsys):
     assert cli(["explain", "cat", "--layer", "bn3", "--out", str(tmp_path / "o.png")]) == 2
     assert "closest: 'bn2'" in capsys.readouterr().err
+
+
+def test_evaluate_command_passes_its_options_on(monkeypatch):
+    from camlab import evaluate
+
+    seen = []
+    monkeypatch.setattr(evaluate, "main", lambda argv: seen.append(argv))
+    assert cli(["evaluate", "--quick", "--datasets", "lab"]) == 0
+    assert seen == [["--quick", "--datasets", "lab"]]

@@ -1,0 +1,71 @@
+"""Chapter 04's checks pass a right answer and fail plausible wrong ones."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from camlab.exercises import check_iou, check_localization_box, check_pointing_hit
+from camlab.metrics import box_from_map, iou, pointing_game
+
+
+@pytest.fixture(autouse=True)
+def lenient(monkeypatch):
+    monkeypatch.delenv("CAMLAB_STRICT_CHECKS", raising=False)
+
+
+def _iou(a, b, clamp=True, plus_one=False):
+    extra = 1 if plus_one else 0
+    w = min(a[2], b[2]) - max(a[0], b[0]) + extra
+    h = min(a[3], b[3]) - max(a[1], b[1]) + extra
+    if clamp:
+        w, h = max(w, 0), max(h, 0)
+    inter = w * h
+    area = lambda r: (r[2] - r[0] + extra) * (r[3] - r[1] + extra)
+    return inter / (area(a) + area(b) - inter)
+
+
+def test_iou_passes_camlab_and_by_hand_and_fails_without_clamp_or_with_inclusive_edges():
+    assert check_iou(iou)
+    assert check_iou(_iou)
+    assert not check_iou(lambda a, b: _iou(a, b, clamp=False))
+    assert not check_iou(lambda a, b: _iou(a, b, plus_one=True))
+    assert not check_iou(lambda a, b: _iou(a, b) * 2 / (1 + _iou(a, b)))  # Dice, not IoU
+
+
+def _box(heat, threshold=0.15, structure=np.ones((3, 3)), pick="largest", strict=False):
+    region = heat > threshold * heat.max() if strict else heat >= threshold * heat.max()
+    segments, _ = ndimage.label(region, structure=structure)
+    if pick == "largest":
+        label = int(np.argmax(np.bincount(segments.ravel())[1:])) + 1
+    else:  # the segment holding the maximum
+        label = segments.flat[int(np.argmax(heat))]
+    ys, xs = np.nonzero(segments == label)
+    return xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+
+
+def test_localization_box_passes_the_paper_protocol_and_fails_variants():
+    assert check_localization_box(_box)
+    assert check_localization_box(box_from_map)
+    assert not check_localization_box(lambda h: _box(h, structure=None))       # 4-connectivity
+    assert not check_localization_box(lambda h: _box(h, pick="peak"))          # the segment of the maximum
+    assert not check_localization_box(lambda h: _box(h, strict=True))          # > instead of >=
+    assert not check_localization_box(lambda h: _box(h, threshold=0.5))
+
+
+def _hit(heat, mask, tolerance, metric="euclidean"):
+    row, col = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    rows, cols = np.nonzero(mask)
+    if metric == "euclidean":
+        distance = np.sqrt((rows - row) ** 2 + (cols - col) ** 2).min()
+    else:
+        distance = np.maximum(abs(rows - row), abs(cols - col)).min()
+    return distance <= tolerance
+
+
+def test_pointing_hit_passes_euclidean_and_camlab_and_fails_chessboard_or_no_tolerance():
+    assert check_pointing_hit(_hit)
+    assert check_pointing_hit(lambda h, m, t: pointing_game(h[None], m[None], tolerance=t) == 1.0)
+    assert not check_pointing_hit(lambda h, m, t: _hit(h, m, t, metric="chessboard"))
+    assert not check_pointing_hit(lambda h, m, t: _hit(h, m, 0))
+    assert not check_pointing_hit(lambda h, m, t: m[np.unravel_index(np.argmax(h), h.shape)[::-1]])  # x/y swapped
