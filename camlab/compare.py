@@ -130,7 +130,7 @@ def instance_peaks(maps, boxes) -> torch.Tensor:
     return out
 
 
-@dataclass
+@dataclass(repr=False)
 class Comparison:
     """The result of :func:`compare_methods`: one row per method, ``{"method", <metric keys>, "seconds",
     "forwards"}``; ``notes`` say how it was measured. ``print(comparison)`` gives aligned text."""
@@ -163,6 +163,8 @@ class Comparison:
 
     def __str__(self) -> str:
         return format_comparison(self)
+
+    __repr__ = __str__
 
     def _repr_markdown_(self) -> str:
         return format_comparison(self, markdown=True)
