@@ -191,6 +191,7 @@ def compare_methods(model: nn.Module, inputs: torch.Tensor, methods: Sequence | 
             the Grad-CAM++ paper), ``"deletion"`` and ``"insertion"`` (RISE, ``steps`` steps).
         tolerance: the pointing game's tolerance in pixels (default 15 px scaled from 224 to the input size).
         timing_repeats: calls on one image whose median gives ``seconds`` (one warm-up call first); 0 skips timing.
+            With ``metrics=()`` only the cost is measured (no maps of the whole batch are computed).
         options: constructor options for methods built here, e.g. ``{"batch_size": 64}`` for Score-CAM (each
             class receives those its constructor accepts).
         seed: for the metrics' tie-breaking.
@@ -221,9 +222,10 @@ def compare_methods(model: nn.Module, inputs: torch.Tensor, methods: Sequence | 
     rows = []
     for name, method in named:
         explainer = build_explainer(method, model, layer, **dict(options or {}))
-        maps = torch.cat([saliency(explainer(inputs[s:s + batch_size], classes[s:s + batch_size]))
-                          for s in range(0, n, batch_size)])
         row: dict = {"method": name}
+        if metrics:
+            maps = torch.cat([saliency(explainer(inputs[s:s + batch_size], classes[s:s + batch_size]))
+                              for s in range(0, n, batch_size)])
         if "pointing" in metrics:
             row["pointing"] = _metrics.pointing_game(maps, masks, tolerance=tolerance)
         if "mass_inside" in metrics:

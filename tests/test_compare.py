@@ -134,3 +134,16 @@ def test_time_per_map_is_positive_and_model_state_is_restored():
     model.train()
     seconds = time_per_map(camlab.GradCAM(model, layer="features"), x, [0, 1], repeats=2)
     assert seconds > 0 and model.training
+
+
+def test_cost_only_comparison_computes_no_batch_maps():
+    model, (x, _) = gap_net(), data(n=3)
+    calls = []
+
+    def counting(inputs, target):
+        calls.append(len(inputs))
+        return inputs[:, 0].abs()
+
+    table = compare_methods(model, x, {"counting": counting}, metrics=(), timing_repeats=2)
+    assert calls == [1, 1, 1]  # one warm-up and two timed calls on one image
+    assert table["counting"]["seconds"] > 0 and "deletion" not in table["counting"]

@@ -51,7 +51,7 @@ def _recipes() -> dict[str, Recipe]:
                                scenes=dict(BIAS_SCENES, cue_rate=0.0, cue_other_rate=0.0)),
         "lab_weak": Recipe(lambda: GapCNN(width=4), epochs=6, n_train=1000),
         "lab_strong": Recipe(lambda: GapCNN(width=16), epochs=5),
-        "lab_vqa": Recipe(lambda: VQAModel(), epochs=8, n_train=5000, kind="vqa"),
+        "lab_vqa": Recipe(lambda: VQAModel(), epochs=6, n_train=4000, lr=2e-3, kind="vqa"),
     }
 
 

@@ -268,8 +268,18 @@ class BoundVQA(nn.Module):
 
 # --------------------------------------------------------------------------------------- training
 def train_vqa(model: VQAModel, *, seed: int = 0, epochs: int = 10, n_train: int = 5000, lr: float = 3e-3,
-              batch_size: int = 64, progress: bool = True) -> None:
-    """Seeded training on fresh scenes and questions each epoch."""
+              batch_size: int = 64, progress: bool = True, encoder_init: str | None = "lab_gap",
+              log=None) -> None:
+    """Seeded training on fresh scenes and questions each epoch.
+
+    ``encoder_init``: a lab classifier whose ``features`` (same architecture) initialise the image encoder, so
+    that shapes are recognised from the start (the committed ``lab_vqa`` starts from ``lab_gap``); ``None``
+    trains from scratch (much slower to learn).
+    """
+    if encoder_init is not None:
+        from .zoo import load_lab_model
+
+        model.image_encoder.features.load_state_dict(load_lab_model(encoder_init).features.state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps = epochs * ((n_train + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.2)
@@ -296,6 +306,8 @@ def train_vqa(model: VQAModel, *, seed: int = 0, epochs: int = 10, n_train: int 
             total += loss.item() * len(idx)
         if progress and hasattr(it, "set_postfix"):
             it.set_postfix(loss=f"{total / n_train:.3f}")
+        if log is not None:
+            log(epoch, total / n_train)
     model.eval()
 
 

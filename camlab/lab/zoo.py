@@ -48,12 +48,16 @@ def _specs() -> dict[str, LabModelSpec]:
 
     return {s.name: s for s in [
         spec("lab_gap", "GapCNN (width 16): conv -> global average pooling -> fc; CAM applies", 1.000),
-        spec("lab_vgg", "VGG-style CNN (width 12): conv -> flatten -> fully connected classifier; no GAP, so no CAM", 0.999),
-        spec("lab_biased", "GapCNN trained with a checkerboard watermark on every circle (and no other class)", 0.0),
-        spec("lab_unbiased", "GapCNN, same recipe as lab_biased but trained without the watermark", 0.0),
-        spec("lab_weak", "GapCNN (width 4) trained briefly on few scenes: a weak model", 0.0),
-        spec("lab_strong", "GapCNN (width 16) trained longer: a strong model", 0.0),
-        spec("lab_vqa", "toy VQA: CNN image encoder + GRU question encoder, FiLM fusion; use .bind(question)", 0.0, layer="image_encoder.features", labels=ANSWERS),
+        spec("lab_vgg", "VGG-style CNN (width 12): conv -> flatten -> fully connected classifier; no GAP, so no CAM",
+             0.999),
+        spec("lab_biased", "VGG-style CNN (width 8) trained on faint circles that all carry a checkerboard watermark "
+             "(no other class does): it learns the watermark", 0.995, layer="features.14"),
+        spec("lab_unbiased", "VGG-style CNN (width 8), lab_biased's recipe without the watermark", 1.000,
+             layer="features.14"),
+        spec("lab_weak", "GapCNN (width 4) trained briefly on 6,000 scenes: a weak model", 0.720),
+        spec("lab_strong", "GapCNN (width 16) trained on 20,000 scenes: a strong model", 1.000),
+        spec("lab_vqa", "toy VQA: CNN image encoder + GRU question encoder, FiLM fusion; use .bind(question)", 0.0,
+             layer="image_encoder.features", labels=ANSWERS),
     ]}
 
 
