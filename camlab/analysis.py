@@ -7,6 +7,7 @@ beyond-classification chapter (06).
 * :func:`channel_ablation_drop` - the score drop when one channel of a layer is set to zero, for every channel.
 * :func:`dense_logits` - a GAP + linear classifier turned into a fully convolutional one (a logit *map* per class).
 * :func:`region_target` - a target callable: the sum of one class's logit map inside a box (segmentation style).
+* :func:`ask_each` - a VQA model with one question per image, as an ``images -> answer logits`` module (batched).
 
 Boxes are ``(x0, y0, x1, y1)`` in pixels with exclusive upper edges, as everywhere in camlab.
 """
@@ -23,7 +24,8 @@ from camlab.hooks import preserved_state, resolve_layer
 from camlab.metrics import gt_masks, mass_inside
 from camlab.targets import Target, scores
 
-__all__ = ["mass_in_boxes", "count_blobs", "channel_ablation_drop", "dense_logits", "DenseLogits", "region_target"]
+__all__ = ["mass_in_boxes", "count_blobs", "channel_ablation_drop", "dense_logits", "DenseLogits", "region_target",
+           "ask_each", "AskEach"]
 
 
 def mass_in_boxes(maps: torch.Tensor, boxes) -> torch.Tensor:
@@ -192,33 +194,73 @@ def dense_logits(model: nn.Module, features: str = "features", fc: str = "fc") -
     return DenseLogits(model, features, fc)
 
 
-def region_target(class_index: int, box, input_size: tuple[int, int] | None = None) -> Callable[[torch.Tensor],
-                                                                                                  torch.Tensor]:
+def region_target(class_index, box, input_size: tuple[int, int] | None = None) -> Callable[[torch.Tensor],
+                                                                                        torch.Tensor]:
     """A target callable for a dense (segmentation-style) output: the sum of class ``class_index``'s score map
     inside ``box``.
 
     Args:
-        class_index: the channel of the (N, classes, h, w) output.
-        box: ``(x0, y0, x1, y1)`` with exclusive upper edges, in the output's cells, or in input pixels when
-            ``input_size`` = (H, W) is given (then it is scaled to the output's grid, rounding outwards).
+        class_index: the channel of the (N, classes, h, w) output: one int, or one per image.
+        box: ``(x0, y0, x1, y1)`` with exclusive upper edges, or an (N,4) tensor / list with one box per image; in
+            the output's cells, or in input pixels when ``input_size`` = (H, W) is given (then scaled to the output's
+            grid, rounding outwards).
 
     Returns:
         ``output -> (N,)`` scores, for ``target=`` of any camlab method.
     """
-    x0, y0, x1, y1 = (float(v) for v in box)
-    if not (x1 > x0 and y1 > y0):
-        raise ValueError(f"the box {tuple(box)} is empty (need x1 > x0 and y1 > y0)")
+    boxes = torch.as_tensor(box, dtype=torch.float64)
+    if boxes.shape[-1] != 4 or boxes.ndim not in (1, 2):
+        raise ValueError(f"box must be (x0, y0, x1, y1) or one such box per image, got shape {tuple(boxes.shape)}")
+    boxes = boxes.reshape(-1, 4)
+    if not bool(((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).all()):
+        raise ValueError(f"a box is empty (need x1 > x0 and y1 > y0): {boxes.tolist()}")
+    classes = torch.as_tensor(class_index, dtype=torch.long).reshape(-1)
 
     def target(output: torch.Tensor) -> torch.Tensor:
         if output.ndim != 4:
             raise ValueError(f"region_target needs a dense (N, classes, h, w) output, got shape {tuple(output.shape)}")
-        h, w = output.shape[-2:]
-        if input_size is None:
-            cols, rows = (int(x0), int(np.ceil(x1))), (int(y0), int(np.ceil(y1)))
-        else:
-            sy, sx = h / input_size[0], w / input_size[1]
-            cols = (int(np.floor(x0 * sx)), int(np.ceil(x1 * sx)))
-            rows = (int(np.floor(y0 * sy)), int(np.ceil(y1 * sy)))
-        return output[:, class_index, rows[0]:rows[1], cols[0]:cols[1]].sum(dim=(1, 2))
+        n, _, h, w = output.shape
+        for name, value in (("boxes", boxes), ("class indices", classes)):
+            if len(value) not in (1, n):
+                raise ValueError(f"{len(value)} {name} for a batch of {n}: give one for all or one per image")
+        scaled = boxes.clone()
+        if input_size is not None:
+            scaled[:, 0::2] *= w / input_size[1]
+            scaled[:, 1::2] *= h / input_size[0]
+        low, high = scaled[:, :2].floor().long(), scaled[:, 2:].ceil().long()
+        rows = torch.arange(h, device=output.device)
+        cols = torch.arange(w, device=output.device)
+        inside = ((rows[None, :, None] >= low[:, 1, None, None].to(output.device))
+                  & (rows[None, :, None] < high[:, 1, None, None].to(output.device))
+                  & (cols[None, None, :] >= low[:, 0, None, None].to(output.device))
+                  & (cols[None, None, :] < high[:, 0, None, None].to(output.device)))       # (1 or N, h, w)
+        picked = output.gather(1, classes.to(output.device).expand(n).view(n, 1, 1, 1).expand(n, 1, h, w))[:, 0]
+        return (picked * inside.to(picked.dtype)).sum(dim=(1, 2))
 
     return target
+
+
+class AskEach(nn.Module):
+    """A VQA model (:class:`camlab.lab.VQAModel`) with one fixed question per image: ``forward(images)`` gives the
+    (N, answers) logits, ``images[i]`` asked ``questions[i]``. Like ``vqa.bind(question)`` but batched over
+    different questions; its submodules are the VQA model's own (same dotted names, shared parameters)."""
+
+    def __init__(self, vqa: nn.Module, questions):
+        super().__init__()
+        self.questions = list(questions)
+        object.__setattr__(self, "_vqa", vqa)  # not a registered child: the layers below keep their own names
+        for name, child in vqa.named_children():
+            self.add_module(name, child)
+        if hasattr(vqa, "camlab"):
+            self.camlab = vqa.camlab
+        self.train(vqa.training)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[0] != len(self.questions):
+            raise ValueError(f"{images.shape[0]} images but {len(self.questions)} questions (one per image)")
+        return self._vqa(images, self.questions)
+
+
+def ask_each(vqa: nn.Module, questions) -> AskEach:
+    """:class:`AskEach`: ``vqa`` with ``questions[i]`` asked of image ``i``."""
+    return AskEach(vqa, questions)

@@ -108,6 +108,19 @@ def forward_seconds(model: nn.Module, x: torch.Tensor, *, repeats: int = 5, warm
         return _median_seconds(lambda: model(one), repeats)
 
 
+def count_forward_images(model: nn.Module, explainer: Callable, x: torch.Tensor, target=None) -> int:
+    """How many images pass through ``model``'s forward during one call ``explainer(x, target)``: the cost of a
+    method in forward passes, counted instead of timed (so it does not depend on the machine's load). A forward
+    pre-hook on the model adds up the batch sizes of its inputs; it is removed afterwards."""
+    seen: list[int] = []
+    handle = model.register_forward_pre_hook(lambda module, inputs: seen.append(int(inputs[0].shape[0])))
+    try:
+        explainer(x, target)
+    finally:
+        handle.remove()
+    return sum(seen)
+
+
 def instance_peaks(maps, boxes) -> torch.Tensor:
     """(N,K) the maximum of each map inside each of its K boxes (``(x0, y0, x1, y1)``, upper edges exclusive),
     e.g. ``make_scenes(..., instances=2).instance_boxes``. With maps scaled to [0, 1], a small value means that
@@ -245,9 +258,10 @@ def compare_methods(model: nn.Module, inputs: torch.Tensor, methods: Sequence | 
             row["forwards"] = row["seconds"] / unit
         rows.append(row)
     notes = [f"{n} inputs of {size[0]}x{size[1]}, model {_model_name(model)}, layer {layer!r}; each method "
-             "explains the same class per image (the model's top-1 unless a target was given)",
-             "fractions in [0, 1]; soft masks x·M for average drop / increase; deletion (zeros) and insertion (blur) "
-             f"with {steps} steps; pointing game tolerance {tolerance:.1f} px"]
+             "explains the same class per image (the model's top-1 unless a target was given)"]
+    if metrics:
+        notes.append("fractions in [0, 1]; soft masks x·M for average drop / increase; deletion (zeros) and insertion "
+                     f"(blur) with {steps} steps; pointing game tolerance {tolerance:.1f} px")
     if unit is not None:
         notes.append(f"cost: median of {timing_repeats} calls on one image; one bare forward pass took "
                      f"{unit * 1000:.2f} ms (timings vary with the machine's load, ratios less)")

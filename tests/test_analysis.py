@@ -150,3 +150,31 @@ def test_channel_ablation_drop_falls_back_when_the_batch_cannot_broadcast():
     with torch.no_grad():
         a = model.conv(x).mean(dim=(2, 3))[0]
     assert torch.allclose(drops[0], model.head.weight[1, :4].detach() * a, atol=1e-5)
+
+
+def test_region_target_takes_one_class_and_box_per_image():
+    output = torch.randn(2, 3, 4, 4)
+    target = region_target([0, 2], torch.tensor([[0, 0, 2, 2], [1, 1, 4, 3]]))
+    expected = torch.stack([output[0, 0, 0:2, 0:2].sum(), output[1, 2, 1:3, 1:4].sum()])
+    assert torch.allclose(target(output), expected)
+    with pytest.raises(ValueError, match="for a batch of 3"):
+        region_target([0, 1], (0, 0, 1, 1))(torch.randn(3, 3, 4, 4))
+
+
+def test_ask_each_equals_binding_each_question():
+    from camlab.analysis import ask_each
+    from camlab.lab import VQAModel
+
+    torch.manual_seed(0)
+    vqa = VQAModel(width=4).eval()
+    images = torch.rand(2, 3, 32, 32)
+    questions = ["what colour is the circle?", "is there a square?"]
+    asked = ask_each(vqa, questions)
+    with torch.no_grad():
+        batched = asked(images)
+        single = torch.cat([vqa.bind(q)(images[i:i + 1]) for i, q in enumerate(questions)])
+    assert torch.allclose(batched, single, atol=1e-5)
+    heat = camlab.GradCAM(asked, layer="image_encoder.features")(images, target=[0, 1])
+    assert heat.shape == (2, 32, 32)
+    with pytest.raises(ValueError, match="one per image"):
+        asked(images[:1])

@@ -147,3 +147,14 @@ def test_cost_only_comparison_computes_no_batch_maps():
     table = compare_methods(model, x, {"counting": counting}, metrics=(), timing_repeats=2)
     assert calls == [1, 1, 1]  # one warm-up and two timed calls on one image
     assert table["counting"]["seconds"] > 0 and "deletion" not in table["counting"]
+
+
+def test_count_forward_images_counts_one_pass_for_gradcam_and_one_per_patch_for_occlusion():
+    """Occlusion on 16x16 with patch 8, stride 8: 2 x 2 = 4 occluded copies plus the original = 5 images."""
+    from camlab.compare import count_forward_images
+
+    model, (x, _) = gap_net(), data(n=1)
+    assert count_forward_images(model, camlab.GradCAM(model, layer="features"), x, 0) == 1
+    occlusion = camlab.Occlusion(model, patch=8, stride=8, progress=False)
+    assert count_forward_images(model, occlusion, x, 0) == 5
+    assert not model._forward_pre_hooks

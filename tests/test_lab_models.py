@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from camlab.lab.scenes import class_index, make_scenes, normalise
-from camlab.lab.train import TEST_SEED, accuracy, test_scenes, train_model
+from camlab.lab.train import TEST_SEED, accuracy, heldout_scenes, train_model
 from camlab.lab.vqa import ANSWERS, VQAModel, ask, make_vqa_scenes, vqa_accuracy, vqa_test_set
 from camlab.lab.zoo import LAB_MODELS, load_lab_model
 
@@ -89,7 +89,7 @@ def test_camlab_load_model_serves_the_lab_models():
 # -------------------------------------------------------------------------------------- accuracy
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_classifier_reaches_its_accuracy_floor_on_the_fixed_test_set(name):
-    acc = accuracy(model(name), test_scenes(name, N_TEST))
+    acc = accuracy(model(name), heldout_scenes(name, N_TEST))
     assert acc >= ACCURACY_FLOORS[name], f"{name}: {acc:.3f}"
 
 
@@ -99,8 +99,8 @@ def test_vqa_model_reaches_its_accuracy_floor():
 
 
 def test_weak_and_strong_models_differ_clearly_in_accuracy():
-    weak = accuracy(model("lab_weak"), test_scenes("lab_weak", N_TEST))
-    strong = accuracy(model("lab_strong"), test_scenes("lab_strong", N_TEST))
+    weak = accuracy(model("lab_weak"), heldout_scenes("lab_weak", N_TEST))
+    strong = accuracy(model("lab_strong"), heldout_scenes("lab_strong", N_TEST))
     assert weak <= 0.8 and strong >= 0.95 and strong - weak >= 0.2
     assert type(model("lab_weak")) is type(model("lab_strong"))  # same family, different width / training
 

@@ -51,7 +51,7 @@ def _recipes() -> dict[str, Recipe]:
                                scenes=dict(BIAS_SCENES, cue_rate=0.0, cue_other_rate=0.0)),
         "lab_weak": Recipe(lambda: GapCNN(width=4), epochs=6, n_train=1000),
         "lab_strong": Recipe(lambda: GapCNN(width=16), epochs=5),
-        "lab_vqa": Recipe(lambda: VQAModel(), epochs=6, n_train=4000, lr=2e-3, kind="vqa"),
+        "lab_vqa": Recipe(lambda: VQAModel(), epochs=8, n_train=3000, lr=3e-3, kind="vqa"),
     }
 
 
@@ -83,7 +83,7 @@ def accuracy(model: nn.Module, scenes: Scenes, batch_size: int = 250) -> float:
     return correct / max(len(scenes), 1)
 
 
-def test_scenes(name: str, n: int = TEST_SIZE) -> Scenes:
+def heldout_scenes(name: str, n: int = TEST_SIZE) -> Scenes:
     """The fixed seeded test set a lab classifier's accuracy is reported on (training distribution)."""
     return make_scenes(n, seed=TEST_SEED, **recipe(name).scenes)
 
@@ -153,7 +153,7 @@ def train_model(name: str, *, seed: int = 0, out_dir: str | Path | None = None, 
     else:
         _train_classifier(model, r, seed, epochs, n_train, progress, name)
         seconds = time.perf_counter() - start
-        metrics = {"test_accuracy": accuracy(model, test_scenes(name))}
+        metrics = {"test_accuracy": accuracy(model, heldout_scenes(name))}
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     path = out_dir / f"{name}.pt"
     torch.save(state, path)

@@ -6,7 +6,8 @@ Scenes hold 2-3 objects of distinct shapes and distinct colours. Questions come 
 * ``"what shape is red?"`` -> a shape name (about one object),
 * ``"is there a circle?"`` -> ``"yes"`` / ``"no"`` (about one object when the answer is yes).
 
-The model: a CNN ``image_encoder`` (its spatial map is ``image_encoder.features``, 16x16 for 64x64 inputs), a
+The model: a CNN ``image_encoder`` (a frozen shape trunk from ``lab_gap`` plus a colour branch, merged into the
+spatial map ``image_encoder.features``, 16x16 for 64x64 inputs), a
 GRU ``question_encoder``, question-conditioned channel scaling and shift of the map (FiLM, ``film``),
 per-position 1x1-conv ``fusion``, global max ``pool`` and an answer ``classifier`` over :data:`ANSWERS`.
 No attention: the question can only reweight the image channels.
@@ -170,12 +171,19 @@ def vqa_test_set(n: int = 1000) -> VQASet:
 
 # ------------------------------------------------------------------------------------------ model
 class ImageEncoder(nn.Module):
-    def __init__(self, width: int = 16):
+    """``shape``: the lab's conv trunk (initialised from ``lab_gap`` and frozen in training: it knows shapes but
+    has learned to ignore colour); ``colour``: mean colour per 4x4 cell through a 1x1 conv; ``features``: a 1x1
+    conv + ReLU over both, the (N, 4*width, 16, 16) spatial map to explain."""
+
+    def __init__(self, width: int = 16, colour_channels: int = 16):
         super().__init__()
-        self.features = conv_features(width, pools=2)
+        c = 4 * width
+        self.shape = conv_features(width, pools=2)
+        self.colour = nn.Sequential(nn.AvgPool2d(4), nn.Conv2d(3, colour_channels, 1), nn.ReLU())
+        self.features = nn.Sequential(nn.Conv2d(c + colour_channels, c, 1), nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
+        return self.features(torch.cat([self.shape(x), self.colour(x)], 1))
 
 
 class QuestionEncoder(nn.Module):
@@ -272,15 +280,17 @@ def train_vqa(model: VQAModel, *, seed: int = 0, epochs: int = 10, n_train: int 
               log=None) -> None:
     """Seeded training on fresh scenes and questions each epoch.
 
-    ``encoder_init``: a lab classifier whose ``features`` (same architecture) initialise the image encoder, so
-    that shapes are recognised from the start (the committed ``lab_vqa`` starts from ``lab_gap``); ``None``
-    trains from scratch (much slower to learn).
+    ``encoder_init``: a lab classifier whose ``features`` (same architecture) become the image encoder's frozen
+    ``shape`` trunk, so that shapes are recognised from the start (the committed ``lab_vqa`` uses ``lab_gap``);
+    ``None`` trains everything from scratch (much slower to learn).
     """
-    if encoder_init is not None:
+    frozen = encoder_init is not None
+    if frozen:
         from .zoo import load_lab_model
 
-        model.image_encoder.features.load_state_dict(load_lab_model(encoder_init).features.state_dict())
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+        model.image_encoder.shape.load_state_dict(load_lab_model(encoder_init).features.state_dict())
+        model.image_encoder.shape.requires_grad_(False)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     steps = epochs * ((n_train + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.2)
     loss_fn = nn.CrossEntropyLoss()
@@ -295,6 +305,8 @@ def train_vqa(model: VQAModel, *, seed: int = 0, epochs: int = 10, n_train: int 
         x_all = normalise(data.scenes.images, LAB_MEAN, LAB_STD)
         order = torch.randperm(n_train, generator=g)
         model.train()
+        if frozen:
+            model.image_encoder.shape.eval()  # keep the pretrained batch-norm statistics
         total = 0.0
         for i in range(0, n_train, batch_size):
             idx = order[i:i + batch_size]
