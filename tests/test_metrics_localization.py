@@ -163,3 +163,16 @@ def test_pointing_game_leaves_out_images_without_an_object():
     assert pointing_game(heat, masks, tolerance=0) == 1.0
     with pytest.raises(ValueError, match="empty"):
         pointing_game(heat, torch.zeros(2, 8, 8, dtype=torch.bool))
+
+
+def test_metrics_use_the_raw_gradient_of_input_space_methods_not_the_display_image():
+    """The display image maps a zero gradient to 0.5; a metric must see |gradient|, where zero is zero."""
+    import camlab
+    from camlab.metrics._common import compute_maps
+    from tests.tiny_nets import GapNet
+
+    net = GapNet()
+    x = torch.randn(2, 3, 8, 8)
+    method = camlab.GuidedBackprop(net)
+    expected = method(x, target=[0, 1], raw=True).abs().amax(dim=1)
+    assert torch.allclose(compute_maps(method, x, [0, 1]), expected)

@@ -8,9 +8,10 @@ Scenes hold 2-3 objects of distinct shapes and distinct colours. Questions come 
 
 The model: a CNN ``image_encoder`` (a frozen shape trunk from ``lab_gap`` plus a colour branch, merged into the
 spatial map ``image_encoder.features``, 16x16 for 64x64 inputs), a
-GRU ``question_encoder``, question-conditioned channel scaling and shift of the map (FiLM, ``film``),
-per-position 1x1-conv ``fusion``, global max ``pool`` and an answer ``classifier`` over :data:`ANSWERS`.
-No attention: the question can only reweight the image channels.
+GRU ``question_encoder``, question-conditioned channel scaling and shift of the map (FiLM, ``film``), a
+per-position 1x1-conv ``fusion`` that scores how well each position matches the question, softmax pooling of
+the image map with those scores (one spatial attention map, no transformer), and an answer ``classifier``
+over :data:`ANSWERS` reading the pooled features, the question and the best score.
 
 Explainers call ``model(x)`` with one image tensor, so :meth:`VQAModel.bind` fixes a question::
 
@@ -204,12 +205,15 @@ def _vqa_forward(m: nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> to
     a = m.image_encoder(images)  # (N, C, h, w)
     q = m.question_encoder(tokens)  # (N, D)
     gamma, beta = m.film(q).chunk(2, dim=1)
-    fused = m.fusion(a * (1 + gamma[:, :, None, None]) + beta[:, :, None, None])
-    return m.classifier(torch.flatten(m.pool(fused), 1))
+    where = m.fusion(a * (1 + gamma[:, :, None, None]) + beta[:, :, None, None])  # (N, 1, h, w) relevance
+    weights = torch.softmax(where.flatten(1), 1).view_as(where)
+    pooled = (a * weights).sum((2, 3))  # (N, C): the image features where the question points
+    peak = where.flatten(1).max(1).values[:, None]  # how well the best position matches ("is there ...?")
+    return m.classifier(torch.cat([pooled, q, peak], 1))
 
 
 class VQAModel(nn.Module):
-    """Image encoder + GRU question encoder, FiLM fusion, max pool, answer classifier.
+    """Image encoder + GRU question encoder, FiLM fusion to a relevance map, question-guided pooling, classifier.
 
     ``forward(images, questions)``: ``questions`` is one string (asked of every image), a list of N strings,
     or a (N, L) long tensor of token ids from :func:`encode_questions`. Returns (N, len(ANSWERS)) logits.
@@ -221,9 +225,8 @@ class VQAModel(nn.Module):
         self.image_encoder = ImageEncoder(width)
         self.question_encoder = QuestionEncoder(hidden=q_hidden)
         self.film = nn.Linear(q_hidden, 2 * c)
-        self.fusion = nn.Sequential(nn.Conv2d(c, c, 1), nn.ReLU(), nn.Conv2d(c, c, 1), nn.ReLU())
-        self.pool = nn.AdaptiveMaxPool2d(1)
-        self.classifier = nn.Sequential(nn.Linear(c, 64), nn.ReLU(), nn.Linear(64, len(ANSWERS)))
+        self.fusion = nn.Sequential(nn.Conv2d(c, c, 1), nn.ReLU(), nn.Conv2d(c, 1, 1))
+        self.classifier = nn.Sequential(nn.Linear(c + q_hidden + 1, 64), nn.ReLU(), nn.Linear(64, len(ANSWERS)))
 
     def forward(self, images: torch.Tensor, questions) -> torch.Tensor:
         if isinstance(questions, str):
@@ -260,7 +263,6 @@ class BoundVQA(nn.Module):
         self.question_encoder = vqa.question_encoder
         self.film = vqa.film
         self.fusion = vqa.fusion
-        self.pool = vqa.pool
         self.classifier = vqa.classifier
         self.register_buffer("tokens", encode_question(question), persistent=False)
         if hasattr(vqa, "camlab"):

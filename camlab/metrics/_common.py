@@ -11,6 +11,8 @@ from scipy.stats import rankdata
 from torch import nn
 
 from camlab.hooks import preserved_state
+from camlab.maps import scale
+from camlab.methods.base import InputMethod
 
 #: an explainer instance, any callable ``(x, target) -> maps``, or precomputed maps (N,H,W) / (N,3,H,W)
 MapSource = Union[Callable[..., torch.Tensor], torch.Tensor, np.ndarray]
@@ -37,17 +39,16 @@ def saliency(maps) -> torch.Tensor:
 
 def unit_scale(maps: torch.Tensor) -> torch.Tensor:
     """Per-image min-max scaling of (N,H,W) maps to [0, 1]; a flat map becomes all zeros (never NaN)."""
-    flat = maps.reshape(maps.shape[0], -1)
-    low = flat.amin(dim=1, keepdim=True)
-    span = flat.amax(dim=1, keepdim=True) - low
-    out = torch.where(span > 0, (flat - low) / span.clamp_min(torch.finfo(flat.dtype).tiny), torch.zeros_like(flat))
-    return out.reshape(maps.shape)
+    return scale(maps)
 
 
 def compute_maps(explainer: MapSource, x: torch.Tensor, target) -> torch.Tensor:
     """(N,H,W) saliency of ``explainer`` on ``x`` for ``target`` (or the given maps, checked against ``x``)."""
     if isinstance(explainer, (torch.Tensor, np.ndarray)):
         maps = saliency(explainer)
+    elif isinstance(explainer, InputMethod):
+        # the raw gradient image: the display image maps zero to 0.5, which would turn |.| into nonsense
+        maps = saliency(explainer(x, target, raw=True))
     elif callable(explainer):
         maps = saliency(explainer(x, target))
     else:
