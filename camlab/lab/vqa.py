@@ -11,7 +11,7 @@ spatial map ``image_encoder.features``, 16x16 for 64x64 inputs), a
 GRU ``question_encoder``, question-conditioned channel scaling and shift of the map (FiLM, ``film``), a
 per-position 1x1-conv ``fusion`` that scores how well each position matches the question, softmax pooling of
 the image map with those scores (one spatial attention map, no transformer), and an answer ``classifier``
-over :data:`ANSWERS` reading the pooled features, the question and the best score.
+over :data:`ANSWERS` reading the pooled features, the pooled mean colour, the question and the best score.
 
 Explainers call ``model(x)`` with one image tensor, so :meth:`VQAModel.bind` fixes a question::
 
@@ -183,8 +183,9 @@ class ImageEncoder(nn.Module):
         self.colour = nn.Sequential(nn.AvgPool2d(4), nn.Conv2d(3, colour_channels, 1), nn.ReLU())
         self.features = nn.Sequential(nn.Conv2d(c + colour_channels, c, 1), nn.ReLU())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(torch.cat([self.shape(x), self.colour(x)], 1))
+    def forward(self, x: torch.Tensor, shape_features: torch.Tensor | None = None) -> torch.Tensor:
+        s = self.shape(x) if shape_features is None else shape_features  # precomputed while training
+        return self.features(torch.cat([s, self.colour(x)], 1))
 
 
 class QuestionEncoder(nn.Module):
@@ -192,24 +193,27 @@ class QuestionEncoder(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed, padding_idx=0)
         self.gru = nn.GRU(embed, hidden, batch_first=True)
+        self.bow = nn.Linear(embed, hidden)  # bag-of-words skip: the GRU alone learns far more slowly
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        emb = self.embedding(tokens)
         lengths = (tokens != 0).sum(1).clamp(min=1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(self.embedding(tokens), lengths, batch_first=True,
-                                                   enforce_sorted=False)
+        packed = nn.utils.rnn.pack_padded_sequence(emb, lengths, batch_first=True, enforce_sorted=False)
         _, h = self.gru(packed)
-        return h[-1]
+        return h[-1] + self.bow(emb.sum(1))
 
 
-def _vqa_forward(m: nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    a = m.image_encoder(images)  # (N, C, h, w)
+def _vqa_forward(m: nn.Module, images: torch.Tensor, tokens: torch.Tensor,
+                 shape_features: torch.Tensor | None = None) -> torch.Tensor:
+    a = m.image_encoder(images, shape_features)  # (N, C, h, w)
     q = m.question_encoder(tokens)  # (N, D)
     gamma, beta = m.film(q).chunk(2, dim=1)
     where = m.fusion(a * (1 + gamma[:, :, None, None]) + beta[:, :, None, None])  # (N, 1, h, w) relevance
     weights = torch.softmax(where.flatten(1), 1).view_as(where)
     pooled = (a * weights).sum((2, 3))  # (N, C): the image features where the question points
     peak = where.flatten(1).max(1).values[:, None]  # how well the best position matches ("is there ...?")
-    return m.classifier(torch.cat([pooled, q, peak], 1))
+    rgb = (nn.functional.avg_pool2d(images, 4) * weights).sum((2, 3))  # mean colour where it points
+    return m.classifier(torch.cat([pooled, q, peak, rgb], 1))
 
 
 class VQAModel(nn.Module):
@@ -226,9 +230,12 @@ class VQAModel(nn.Module):
         self.question_encoder = QuestionEncoder(hidden=q_hidden)
         self.film = nn.Linear(q_hidden, 2 * c)
         self.fusion = nn.Sequential(nn.Conv2d(c, c, 1), nn.ReLU(), nn.Conv2d(c, 1, 1))
-        self.classifier = nn.Sequential(nn.Linear(c + q_hidden + 1, 64), nn.ReLU(), nn.Linear(64, len(ANSWERS)))
+        self.classifier = nn.Sequential(nn.Linear(c + q_hidden + 1 + 3, 64), nn.ReLU(), nn.Linear(64, len(ANSWERS)))
 
-    def forward(self, images: torch.Tensor, questions) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, questions=None) -> torch.Tensor:
+        if questions is None:
+            raise TypeError("the VQA model needs a question: model(x, 'what colour is the square?'), or explain "
+                            "model.bind('what colour is the square?'), which takes images only")
         if isinstance(questions, str):
             tokens = encode_question(questions).to(images.device).expand(images.shape[0], -1)
         elif isinstance(questions, torch.Tensor):
@@ -280,7 +287,7 @@ class BoundVQA(nn.Module):
 def train_vqa(model: VQAModel, *, seed: int = 0, epochs: int = 10, n_train: int = 5000, lr: float = 3e-3,
               batch_size: int = 64, progress: bool = True, encoder_init: str | None = "lab_gap",
               log=None) -> None:
-    """Seeded training on fresh scenes and questions each epoch.
+    """Seeded training: ``n_train`` fixed scenes, fresh random questions about them each epoch.
 
     ``encoder_init``: a lab classifier whose ``features`` (same architecture) become the image encoder's frozen
     ``shape`` trunk, so that shapes are recognised from the start (the committed ``lab_vqa`` uses ``lab_gap``);
@@ -297,14 +304,20 @@ def train_vqa(model: VQAModel, *, seed: int = 0, epochs: int = 10, n_train: int 
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.2)
     loss_fn = nn.CrossEntropyLoss()
     g = torch.Generator().manual_seed(seed)
+    scenes = make_vqa_scenes(n_train, seed=seed * 1000)
+    x_all = normalise(scenes.images, LAB_MEAN, LAB_STD)
+    shape_all = None
+    if frozen:  # the frozen trunk's output never changes: compute it once
+        model.image_encoder.shape.eval()
+        with torch.no_grad():
+            shape_all = torch.cat([model.image_encoder.shape(x_all[i:i + 500]) for i in range(0, n_train, 500)])
     it = range(epochs)
     if progress:
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc="train lab_vqa", unit="epoch")
     for epoch in it:
-        data = ask(make_vqa_scenes(n_train, seed=seed * 1000 + epoch), seed=seed * 1000 + epoch)
-        x_all = normalise(data.scenes.images, LAB_MEAN, LAB_STD)
+        data = ask(scenes, seed=seed * 1000 + epoch)  # fresh questions about the same scenes
         order = torch.randperm(n_train, generator=g)
         model.train()
         if frozen:
@@ -312,7 +325,8 @@ def train_vqa(model: VQAModel, *, seed: int = 0, epochs: int = 10, n_train: int 
         total = 0.0
         for i in range(0, n_train, batch_size):
             idx = order[i:i + batch_size]
-            loss = loss_fn(model(x_all[idx], data.tokens[idx]), data.answers[idx])
+            s = None if shape_all is None else shape_all[idx]
+            loss = loss_fn(_vqa_forward(model, x_all[idx], data.tokens[idx], s), data.answers[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()

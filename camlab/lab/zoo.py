@@ -56,7 +56,8 @@ def _specs() -> dict[str, LabModelSpec]:
              layer="features.14"),
         spec("lab_weak", "GapCNN (width 4) trained briefly on 6,000 scenes: a weak model", 0.720),
         spec("lab_strong", "GapCNN (width 16) trained on 20,000 scenes: a strong model", 1.000),
-        spec("lab_vqa", "toy VQA: CNN image encoder + GRU question encoder, FiLM fusion; use .bind(question)", 0.0,
+        spec("lab_vqa", "toy VQA: lab_gap's conv trunk + colour branch, GRU question encoder, FiLM relevance map; "
+             "explain .bind(question)", 0.999,
              layer="image_encoder.features", labels=ANSWERS),
     ]}
 
