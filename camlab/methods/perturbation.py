@@ -23,8 +23,22 @@ def _per_image_target(forward: ForwardPass, index: int):
     return int(target_indices(forward)[index])
 
 
+class BatchedPerturbation(LayerMethod):
+    """A gradient-free layer method that scores perturbed copies in batches of ``batch_size``, with a progress bar
+    (``progress``)."""
+
+    uses_gradients = False
+
+    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
+                 batch_size: int = 64, progress: bool = True):
+        super().__init__(model, layer, relu=relu)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size, self.progress = batch_size, progress
+
+
 @register("scorecam")
-class ScoreCAM(LayerMethod):
+class ScoreCAM(BatchedPerturbation):
     r"""Score-CAM (Wang et al., "Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks",
     CVPR workshops 2020, https://arxiv.org/abs/1910.01279), Algorithm 1 as in the authors' code
     (github.com/haofanwang/Score-CAM, ``cam/scorecam.py``):
@@ -54,13 +68,6 @@ class ScoreCAM(LayerMethod):
     """
 
     uses_gradients = False
-
-    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
-                 batch_size: int = 64, progress: bool = True):
-        super().__init__(model, layer, relu=relu)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.batch_size, self.progress = batch_size, progress
 
     def weights(self, forward: ForwardPass) -> torch.Tensor:
         x, activations = forward.inputs.detach(), forward.activations
@@ -101,7 +108,7 @@ class ScoreCAM(LayerMethod):
 
 
 @register("ablationcam")
-class AblationCAM(LayerMethod):
+class AblationCAM(BatchedPerturbation):
     r"""Ablation-CAM (Desai & Ramaswamy, "Ablation-CAM: Visual Explanations for Deep Convolutional Network via
     Gradient-free Localization", WACV 2020,
     https://openaccess.thecvf.com/content_WACV_2020/html/Desai_Ablation-CAM_Visual_Explanations_for_Deep_Convolutional_Network_via_Gradient-free_Localization_WACV_2020_paper.html):
@@ -123,13 +130,6 @@ class AblationCAM(LayerMethod):
     """
 
     uses_gradients = False
-
-    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
-                 batch_size: int = 64, progress: bool = True):
-        super().__init__(model, layer, relu=relu)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.batch_size, self.progress = batch_size, progress
 
     def _scores(self, image: torch.Tensor, ablated: torch.Tensor, target, broadcast: bool) -> torch.Tensor:
         """Target scores of the model with the layer's output replaced by ``ablated`` (B,K,h,w)."""
