@@ -106,7 +106,7 @@ def test_raw_gradcam_matches_captum_layergradcam(model_name):
     ours = camlab.GradCAM(model, layer=layer)(x, target=TARGETS, raw=True)
     with no_hooks_left(model):
         theirs = LayerGradCam(model, dict(model.named_modules())[layer]).attribute(
-            x, target=TARGETS, relu_attributions=True)[:, 0]
+            x, target=TARGETS, relu_attributions=True)[:, 0].detach()
     assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-6 * float(theirs.abs().max()))
 
 
