@@ -95,3 +95,25 @@ def test_offline_torchvision_model_fails_at_once_with_instructions(monkeypatch, 
         camlab.load_model("vgg16")
     with pytest.raises(RuntimeError, match="IMAGENET1K_V1"):
         camlab.load_model("resnet50", download=False)
+
+
+class _DeadBranchNet(GapNet):
+    """GapNet that also runs a conv whose output the logits never use."""
+
+    def __init__(self):
+        super().__init__()
+        self.dead = torch.nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        self.dead(x)
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("layer", ["dead", ["dead"]])
+def test_a_layer_off_the_path_to_the_output_gets_a_clear_error(layer):
+    net = _DeadBranchNet()
+    snapshot = ModelSnapshot.of(net)
+    method = camlab.LayerCAM if isinstance(layer, list) else camlab.GradCAM
+    with pytest.raises(RuntimeError, match="does not depend on .*dead"):
+        method(net, layer=layer)(torch.randn(1, 3, 8, 8), target=0)
+    snapshot.assert_unchanged(net)

@@ -107,6 +107,38 @@ class Explainer:
         return f"{type(self).__name__}(model={type(self.model).__name__})"
 
 
+def check_feature_map(name: str, activations: torch.Tensor) -> None:
+    if activations.ndim != 4:
+        raise ValueError(
+            f"layer {name!r} outputs shape {tuple(activations.shape)}, not an (N,C,H,W) feature map; "
+            "choose a convolutional layer (see camlab.layers(model))"
+        )
+
+
+def scored_forward(model: nn.Module, x: torch.Tensor, target: Target, capture, read, differentiable: bool,
+                   where: str):
+    """The forward (and backward) pass every layer method shares: run ``model`` on ``x`` with ``capture`` (an
+    activation capture) hooked in, starting with grad mode off so that only the layers after the captured
+    activations build a graph; ``read(capture)`` lists the captured activations. Returns ``(x, logits, scores,
+    activations, gradients)``, with ``gradients`` (one per activation, ``None`` where the score does not depend
+    on it) only when ``differentiable``. Works inside ``torch.inference_mode()``: the input is copied out of it."""
+    with torch.inference_mode(False), capture:
+        if x.is_inference():
+            x = x.clone()
+        torch.set_grad_enabled(False)
+        logits = model(x)
+        activations = read(capture)
+        target_scores = scores(logits, target)
+        gradients = None
+        if differentiable:
+            if target_scores.requires_grad:
+                gradients = torch.autograd.grad(target_scores.sum(), activations, allow_unused=True)
+            if gradients is None or all(gradient is None for gradient in gradients):
+                raise RuntimeError(f"the target score does not depend on {where}; choose a layer on the path to "
+                                   "the output")
+    return x, logits, target_scores, activations, gradients
+
+
 class LayerMethod(Explainer):
     """A class activation map at one layer: :math:`\\mathrm{ReLU}(\\sum_k w_k \\odot A^k)`, shape (N,h,w)
     with ``raw=True``, else (N,H,W) upsampled to the input and scaled to [0, 1].
@@ -141,27 +173,12 @@ class LayerMethod(Explainer):
     def forward_pass(self, x: torch.Tensor, target: Target) -> ForwardPass:
         """One forward pass with the layer's activations captured and, if the method uses them, the gradients
         of the target score with respect to those activations only (nothing below the layer builds a graph)."""
-        with torch.inference_mode(False), ActivationCapture(self.layer, differentiable=self.uses_gradients) as capture:
-            if x.is_inference():
-                x = x.clone()
-            torch.set_grad_enabled(False)
-            logits = self.model(x)
-            activations = capture.activation
-            target_scores = scores(logits, target)
-            gradients = None
-            if self.uses_gradients:
-                if not target_scores.requires_grad:
-                    raise RuntimeError(
-                        f"the target score does not depend on layer {self.layer_name!r}; "
-                        "choose a layer on the path to the output"
-                    )
-                (gradients,) = torch.autograd.grad(target_scores.sum(), activations)
-        if activations.ndim != 4:
-            raise ValueError(
-                f"layer {self.layer_name!r} outputs shape {tuple(activations.shape)}, not an (N,C,H,W) feature map; "
-                "choose a convolutional layer (see camlab.layers(model))"
-            )
-        return ForwardPass(x, logits.detach(), target_scores.detach(), activations.detach(), gradients, target)
+        capture = ActivationCapture(self.layer, differentiable=self.uses_gradients)
+        x, logits, target_scores, (activations,), gradients = scored_forward(
+            self.model, x, target, capture, lambda c: [c.activation], self.uses_gradients, f"layer {self.layer_name!r}")
+        check_feature_map(self.layer_name, activations)
+        gradient = gradients[0] if gradients is not None else None
+        return ForwardPass(x, logits.detach(), target_scores.detach(), activations.detach(), gradient, target)
 
     def compute(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         self.prepare(x)

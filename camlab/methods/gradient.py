@@ -8,8 +8,9 @@ from torch import nn
 
 from camlab.hooks import MultiActivationCapture, resolve_layer
 from camlab.maps import upsample
-from camlab.methods.base import Explainer, ForwardPass, LayerMethod, register, target_indices
-from camlab.targets import Target, scores
+from camlab.methods.base import (Explainer, ForwardPass, LayerMethod, check_feature_map, register, scored_forward,
+                                 target_indices)
+from camlab.targets import Target
 
 
 class GradientMethod(LayerMethod):
@@ -170,20 +171,12 @@ class LayerCAM(GradientMethod):
     def compute(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         if len(self.layers) == 1:
             return super().compute(x, target)
-        with torch.inference_mode(False), MultiActivationCapture(self.layers) as capture:
-            if x.is_inference():
-                x = x.clone()
-            torch.set_grad_enabled(False)
-            logits = self.model(x)
-            activations = capture.activations
-            target_scores = scores(logits, target)
-            if not target_scores.requires_grad:
-                raise RuntimeError(f"the target score does not depend on the layers {self.layer_names}")
-            gradients = torch.autograd.grad(target_scores.sum(), activations, allow_unused=True)
+        capture = MultiActivationCapture(self.layers)
+        _, _, _, activations, gradients = scored_forward(
+            self.model, x, target, capture, lambda c: c.activations, True, f"the layers {self.layer_names}")
         maps = []
         for name, activation, gradient in zip(self.layer_names, activations, gradients):
-            if activation.ndim != 4:
-                raise ValueError(f"layer {name!r} outputs shape {tuple(activation.shape)}, not an (N,C,H,W) feature map")
+            check_feature_map(name, activation)
             if gradient is None:
                 gradient = torch.zeros_like(activation)
             maps.append(_layercam_map(activation.detach(), gradient))
