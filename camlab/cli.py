@@ -137,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("name", help="lab model name, e.g. lab_gap")
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(run=cmd_train)
+
+    from camlab.course.cli import register as register_course
+
+    register_course(commands)
     return parser
 
 

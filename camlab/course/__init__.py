@@ -1,4 +1,6 @@
-"""The course's shared settings and tools: the Colab setup cell, the chapter list, notebook execution."""
+"""The course's shared settings and tools: the Colab setup cell, the chapter list, notebook execution.
+
+Sub-modules: ``cli`` (``camlab course ...``)."""
 from __future__ import annotations
 
 import os
