@@ -229,6 +229,8 @@ def _save(figure, out: Path, write=print) -> None:
 
     try:
         figure.savefig(out, dpi=100)
+    except OSError as error:
+        raise OSError(f"cannot write {str(out)!r}: {error.strerror or error}") from None
     finally:
         plt.close(figure)
     write(f"wrote {out}")
