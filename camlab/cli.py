@@ -526,8 +526,10 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["evaluate", "--", *argv[1:]]
     prog = "camlab"
     try:
-        args = build_parser().parse_args(argv)
+        args, unknown = build_parser().parse_known_args(argv)
         prog = f"camlab {args.command}"
+        if unknown:  # reported by the sub-command they were given to, as argparse does not
+            raise UsageError(f"unrecognized arguments: {' '.join(unknown)} (see `{prog} --help`)")
         args.run(args)
     except SystemExit as exit:  # --help and --version (status 0), and the parsers of evaluate and course
         if exit.code is None or isinstance(exit.code, int):
