@@ -131,7 +131,8 @@ def expand_inputs(specs: list[str]) -> list[Source]:
     work when the shell does not expand them, e.g. quoted or on Windows) as :class:`Source` s, without repeats."""
     sources: dict[str, Source] = {}
     for spec in specs:
-        matches = sorted(glob.glob(spec)) if any(c in spec for c in "*?[") else [spec]
+        pattern = any(c in spec for c in "*?[") and not Path(spec).exists()  # a file may have [ in its name
+        matches = sorted(glob.glob(spec)) if pattern else [spec]
         if not matches:
             raise FileNotFoundError(f"no file matches {spec!r}")
         for match in matches:
@@ -183,6 +184,10 @@ class Job:
     out: Path
     raw: Path | None
 
+    @property
+    def outputs(self) -> list[Path]:
+        return [self.out] if self.raw is None else [self.out, self.raw]
+
 
 def plan_outputs(sources: list[Source], methods: list[str], args) -> list[Job]:
     """The output of every (input, method) pair: ``--out`` for a single one, else ``NAME-METHOD.png`` (``.mp4`` for
@@ -198,14 +203,15 @@ def plan_outputs(sources: list[Source], methods: list[str], args) -> list[Job]:
     else:
         folder = Path(args.out if args.out is not None else (args.out_dir or "."))
         paths = [folder / f"{source.name}-{method}{'.mp4' if source.video else '.png'}" for source, method in pairs]
-    writers: dict[Path, Source] = {}
-    for (source, _), path in zip(pairs, paths):
-        if writers.setdefault(path, source) != source:
-            raise UsageError(f"{writers[path].spec!r} and {source.spec!r} would write the same files (both are "
-                             f"named {source.name!r}); explain them in separate runs with different --out-dir")
     jobs = [Job(source, method, path, path.with_suffix(".npy") if args.raw else None)
             for (source, method), path in zip(pairs, paths)]
-    check_overwrite([path for job in jobs for path in (job.out, job.raw) if path is not None], args.force)
+    writers: dict[Path, Source] = {}
+    for job in jobs:
+        for path in job.outputs:
+            if writers.setdefault(path, job.source) != job.source:
+                raise UsageError(f"{writers[path].spec!r} and {job.source.spec!r} would both write {str(path)!r}; "
+                                 "explain them in separate runs with different --out-dir")
+    check_overwrite(list(writers), args.force)
     return jobs
 
 
@@ -342,7 +348,7 @@ def cmd_explain(args) -> None:
     _check_target(args.target, model)
     explainers = build_explainers(methods, model, args.layer, progress=not args.no_progress)
     _check_video_methods(sources, explainers)
-    make_folders([path for job in jobs for path in (job.out, job.raw) if path is not None])
+    make_folders([path for job in jobs for path in job.outputs])
     for source in tqdm(sources, desc="explaining", unit="input", leave=False,
                        disable=args.no_progress or len(sources) == 1):
         own = [job for job in jobs if job.source == source]

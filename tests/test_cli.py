@@ -210,6 +210,8 @@ def test_globs_are_expanded_sorted_and_repeats_dropped(tmp_path):
         square_image(tmp_path / name)
     sources = expand_inputs(["cat", str(tmp_path / "*.png"), str(tmp_path / "a.png")])
     assert [(s.name, s.video) for s in sources] == [("cat", False), ("a", False), ("b", False)]
+    literal = square_image(tmp_path / "shot[1].png")  # an existing name is taken as it is, not as a pattern
+    assert [s.name for s in expand_inputs([str(literal)])] == ["shot[1]"]
 
 
 def test_several_images_and_methods_give_one_figure_each_named_input_method(tmp_path, capsys):
@@ -234,7 +236,12 @@ def test_inputs_with_the_same_name_are_refused_rather_than_overwriting_each_othe
     status, _, err = run(capsys, "explain", tmp_path / "one" / "x.png", tmp_path / "two" / "x.png",
                          "--out-dir", tmp_path / "out")
     assert status == 2
-    assert_one_line_error(err, "explain", "would write the same files", "'x'")
+    assert_one_line_error(err, "explain", "would both write", "x-gradcam.png")
+    video = tmp_path / "one" / "x.mp4"  # x.png and x.mp4: different figures, but the same x-gradcam.npy
+    video.write_bytes(b"")
+    status, _, err = run(capsys, "explain", tmp_path / "one" / "x.png", video, "--raw", "--out-dir", tmp_path / "out")
+    assert status == 2
+    assert_one_line_error(err, "explain", "would both write", "x-gradcam.npy")
 
 
 def test_existing_output_is_kept_unless_force_is_given(tmp_path, capsys):
