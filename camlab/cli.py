@@ -1,5 +1,6 @@
-"""The ``camlab`` command: ``explain`` (images, globs, videos), ``demo``, ``models``, ``images``, ``layers``,
-``evaluate``, ``train`` and ``course``.
+"""The ``camlab`` command line: explain images and videos; the demo, model zoo, lab and course tools.
+
+Sub-commands: ``explain``, ``demo``, ``models``, ``images``, ``layers``, ``evaluate``, ``train`` and ``course``.
 
 Conventions (those of POSIX tools and argparse):
 
@@ -121,7 +122,7 @@ def _source(spec: str) -> Source:
     if path.is_dir():
         raise IsADirectoryError(f"{spec!r} is a folder; pass the files in it, e.g. '{path / '*.jpg'}' (quoted)")
     if not path.exists() and (path.suffix or spec not in camlab.list_images()):
-        raise FileNotFoundError(f"{spec!r} is neither a file nor a bundled image "
+        raise FileNotFoundError(f"{spec!r} does not exist: it is neither a file nor a bundled image "
                                 f"({', '.join(camlab.list_images())})")
     return Source(spec, path.stem, path.exists() and is_video(path))
 
