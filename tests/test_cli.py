@@ -148,7 +148,7 @@ def truncated_jpeg(path):
 @pytest.mark.parametrize("case, phrases", [
     ("truncated image", ["truncated.jpg", "truncated or corrupt"]),
     ("decompression bomb", ["square.png", "decompression bomb", "shrink it"]),
-    ("missing file", ["missing.png' is neither a file nor a bundled image", "cat"]),
+    ("missing file", ["missing.png' does not exist", "neither a file nor a bundled image", "cat"]),
     ("glob without match", ["no file matches", "*.gif"]),
     ("folder as input", ["is a folder", "*.jpg"]),
     ("output folder through a file", ["cannot create the output folder", "Not a directory"]),
