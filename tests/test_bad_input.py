@@ -76,14 +76,14 @@ def test_grayscale_rgba_and_16_bit_images_are_converted_not_rejected(tmp_path, m
 
 
 def test_cli_missing_file_is_a_clear_error(capsys, tmp_path):
-    assert cli(["explain", str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "o.png")]) == 2
+    assert cli(["explain", str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "o.png")]) == 1
     assert "does not exist" in capsys.readouterr().err
 
 
 def test_cli_non_image_file_is_a_clear_error(capsys, tmp_path):
     path = tmp_path / "notes.jpg"
     path.write_text("not an image")
-    assert cli(["explain", str(path), "--out", str(tmp_path / "o.png")]) == 2
+    assert cli(["explain", str(path), "--out", str(tmp_path / "o.png")]) == 1
     assert "not an image file" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()
 
