@@ -10,7 +10,8 @@ import nbformat
 import pytest
 
 from camlab.cli import main
-from camlab.course import CHAPTERS, DISTRIBUTION, INSTALL_SOURCE, REQUIRED_SECTIONS, notebooks_dir, setup_cell
+from camlab.course import (CHAPTERS, DISTRIBUTION, INSTALL_SOURCE, REQUIRED_SECTIONS, execute_notebook,
+                           notebooks_dir, setup_cell)
 from camlab.course.badges import sync_notebook, sync_readme, with_badge
 from camlab.course.colab import BADGE_IMAGE, badge, colab_url, repository
 from camlab.exercises import ExerciseFailed, run_check
@@ -183,3 +184,14 @@ def test_strict_mode_turns_a_failed_check_into_an_error(monkeypatch):
     monkeypatch.setenv("CAMLAB_STRICT_CHECKS", "1")
     with pytest.raises(ExerciseFailed):
         run_check("square", lambda v: v + 1, [((2,), 4)], hint="")
+
+
+def test_execute_notebook_stores_fresh_outputs_in_place(tmp_path):
+    """nbclient comes with the test and course extras, so the maintainers' re-run tool works where the tests run."""
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 6 * 7"),
+                                                   nbformat.v4.new_code_cell("print(x)")]), path)
+    assert execute_notebook(path, timeout=120) > 0
+    ran = nbformat.read(path, as_version=4).cells
+    assert [cell.execution_count for cell in ran] == [1, 2]
+    assert ran[1].outputs[0].text == "42\n"
