@@ -11,7 +11,8 @@ download and install gigabytes for minutes, so the test builds the stand-in from
   (a folder named in a ``.pth`` file has its own ``.pth`` files ignored, so no editable install leaks in either);
 - a stand-in ``google.colab`` package (``output.enable_custom_widget_manager`` records its calls) is imported when
   the kernel starts, as in Colab; ``PYTHONPATH`` holds only that package, so the checkout is not importable;
-- ``CAMLAB_INSTALL_SOURCE`` points at a wheel built from this checkout, ``PIP_NO_INDEX=1`` keeps pip offline.
+- ``CAMLAB_INSTALL_SOURCE`` points at a wheel built from this checkout; ``PIP_NO_INDEX=1`` keeps pip offline, and
+  so unable to replace (through the links) a package of this environment.
 
 camlab itself is then really pip-installed by the notebook's setup cell into the new environment, with its
 dependencies resolved against the exposed packages; the test reads the new distribution's ``direct_url.json``.
