@@ -3,11 +3,20 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
+import nbformat
 import pytest
 
-from camlab.course import CHAPTERS, REQUIRED_SECTIONS, notebooks_dir, setup_cell
+from camlab.cli import main
+from camlab.course import (CHAPTERS, DISTRIBUTION, INSTALL_SOURCE, REQUIRED_SECTIONS, execute_notebook,
+                           notebooks_dir, setup_cell)
+from camlab.course.badges import sync_notebook, sync_readme, with_badge
+from camlab.course.colab import BADGE_IMAGE, badge, colab_url, repository
 from camlab.exercises import ExerciseFailed, run_check
+
+ROOT = notebooks_dir().parent
 
 NOTEBOOKS = {path.stem: path for path in sorted(notebooks_dir().glob("*.ipynb"))}
 NETWORK = re.compile(r"urlopen|requests\.|urllib|wget|curl |torch\.hub|hf_hub|download=True|load_state_dict_from_url"
@@ -30,6 +39,97 @@ def test_every_chapter_exists():
 def test_chapter_starts_with_the_shared_setup_cell(stem):
     first_code = next(c for c in cells(stem) if c["cell_type"] == "code")
     assert source(first_code) == setup_cell()
+
+
+@pytest.mark.parametrize("stem", sorted(CHAPTERS))
+def test_chapter_has_the_current_colab_badge_and_setup_cell(stem):
+    notebook = nbformat.read(NOTEBOOKS[stem], as_version=4)
+    assert not sync_notebook(notebook, stem), f"{stem} is out of date with INSTALL_SOURCE: run `camlab course badges`"
+
+
+def test_readme_course_table_opens_every_chapter_in_colab():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert sync_readme(readme) == readme, "README badges are out of date: run `camlab course badges`"
+    rows = [line for line in readme.splitlines() if line.startswith("| [") and "](notebooks/" in line]
+    for stem in CHAPTERS:
+        assert any(f"(notebooks/{stem}.ipynb) {badge(stem)} |" in row for row in rows), f"no badge for {stem}"
+
+
+def test_install_source_is_this_distribution_at_the_tag_of_this_version():
+    """pip refuses a git requirement whose name differs from the checkout's, and the badges open the notebooks of
+    the tag, so the setting must name pyproject's distribution and the tag v<version>."""
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    name = re.search(r'^name = "([^"]+)"', pyproject, re.M)[1]
+    version = re.search(r'^version = "([^"]+)"', pyproject, re.M)[1]
+    assert name == DISTRIBUTION and INSTALL_SOURCE.startswith(f"{name} @ git+https://github.com/")
+    assert repository()[2] == f"v{version}"
+
+
+def test_the_setting_is_read_without_importing_camlab_or_torch():
+    code = ("import runpy, sys; s = runpy.run_path('camlab/course/colab.py'); "
+            "assert not {'torch', 'camlab'} & set(sys.modules), sorted(sys.modules); print(s['INSTALL_SOURCE'])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == INSTALL_SOURCE
+
+
+def test_badge_opens_the_tagged_notebook_of_the_source_repository():
+    source = "torch-camlab @ git+https://github.com/someone/camlab-fork.git@v2.0"
+    assert repository(source) == ("someone", "camlab-fork", "v2.0")
+    assert colab_url("01_cam", source) == \
+        "https://colab.research.google.com/github/someone/camlab-fork/blob/v2.0/notebooks/01_cam.ipynb"
+    assert badge("01_cam", source) == ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+                                       f"({colab_url('01_cam', source)})")
+
+
+@pytest.mark.parametrize("source", ["torch-camlab==0.1.0", "torch-camlab @ git+https://gitlab.com/a/b@v1",
+                                    "torch-camlab @ git+https://github.com/a/b"])
+def test_a_source_without_a_github_repository_and_tag_is_refused_with_the_expected_form(source):
+    with pytest.raises(ValueError, match=r"names no GitHub repository and tag.*git\+https://github.com/OWNER/REPO@TAG"):
+        repository(source)
+
+
+def test_badge_line_is_inserted_after_the_title_once_and_then_replaced():
+    cell = "# 01 · CAM\n\n**Why:** because."
+    inserted = with_badge(cell, badge("01_cam"))
+    assert inserted == f"# 01 · CAM\n\n{badge('01_cam')}\n\n**Why:** because."
+    stale = f"# 01 · CAM\n\n[![Open In Colab]({BADGE_IMAGE})](https://old-link)\n\n**Why:** because."
+    assert with_badge(stale, badge("01_cam")) == inserted
+    assert with_badge(inserted, badge("01_cam")) == inserted
+
+
+def test_readme_sync_touches_only_the_course_rows_and_is_idempotent():
+    text = ("intro [00](notebooks/00_tour.ipynb) stays\n"
+            "| [00 · Tour](notebooks/00_tour.ipynb) | topics | 10 |\n"
+            "| [02 · Grad-CAM](notebooks/02_gradcam.ipynb) [![Open In Colab](old.svg)](old-link) | maths | 30 * |\n"
+            "| 1 CAM review | 01 |")
+    synced = sync_readme(text)
+    assert synced.splitlines() == [
+        "intro [00](notebooks/00_tour.ipynb) stays",
+        f"| [00 · Tour](notebooks/00_tour.ipynb) {badge('00_tour')} | topics | 10 |",
+        f"| [02 · Grad-CAM](notebooks/02_gradcam.ipynb) {badge('02_gradcam')} | maths | 30 * |",
+        "| 1 CAM review | 01 |"]
+    assert sync_readme(synced) == synced
+
+
+def test_badges_command_checks_then_writes_a_stale_checkout(tmp_path, capsys):
+    (tmp_path / "notebooks").mkdir()
+    notebook = nbformat.read(NOTEBOOKS["00_tour"], as_version=4)
+    notebook.cells[0].source = "# 00 · Tour\n\nno badge yet"
+    nbformat.write(notebook, tmp_path / "notebooks" / "00_tour.ipynb")
+    (tmp_path / "README.md").write_text("| [00 · Tour](notebooks/00_tour.ipynb) | topics | 10 |\n")
+
+    assert main(["course", "badges", "--check", "--root", str(tmp_path)]) == 2
+    assert "00_tour.ipynb" in capsys.readouterr().err
+    assert main(["course", "badges", "--root", str(tmp_path)]) == 0
+    assert main(["course", "badges", "--check", "--root", str(tmp_path)]) == 0
+    written = nbformat.read(tmp_path / "notebooks" / "00_tour.ipynb", as_version=4)
+    assert written.cells[0].source == f"# 00 · Tour\n\n{badge('00_tour')}\n\nno badge yet"
+    assert badge("00_tour") in (tmp_path / "README.md").read_text()
+
+
+def test_badges_command_without_notebooks_says_what_root_it_needs(tmp_path, capsys):
+    assert main(["course", "badges", "--root", str(tmp_path)]) == 2
+    assert "has no notebooks/ folder" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("stem", sorted(CHAPTERS))
@@ -84,3 +184,14 @@ def test_strict_mode_turns_a_failed_check_into_an_error(monkeypatch):
     monkeypatch.setenv("CAMLAB_STRICT_CHECKS", "1")
     with pytest.raises(ExerciseFailed):
         run_check("square", lambda v: v + 1, [((2,), 4)], hint="")
+
+
+def test_execute_notebook_stores_fresh_outputs_in_place(tmp_path):
+    """nbclient comes with the test and course extras, so the maintainers' re-run tool works where the tests run."""
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 6 * 7"),
+                                                   nbformat.v4.new_code_cell("print(x)")]), path)
+    assert execute_notebook(path, timeout=120) > 0
+    ran = nbformat.read(path, as_version=4).cells
+    assert [cell.execution_count for cell in ran] == [1, 2]
+    assert ran[1].outputs[0].text == "42\n"

@@ -24,7 +24,7 @@ print("ok", len(lab))
 def test_wheel_carries_the_images_and_weights(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(tmp_path / "dist"), str(ROOT)], check=True, cwd=tmp_path)
-    (wheel,) = (tmp_path / "dist").glob("camlab-*.whl")
+    (wheel,) = (tmp_path / "dist").glob("torch_camlab-*.whl")
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
                    check=True, cwd=tmp_path)

@@ -1,13 +1,13 @@
 """The course's shared settings and tools: the Colab setup cell, the chapter list, notebook execution.
 
-Sub-modules: ``cli`` (``camlab course ...``)."""
+Sub-modules: ``colab`` (the install source and what is derived from it: setup cell, badges; no torch),
+``badges`` (writes those into the notebooks and the README), ``cli`` (``camlab course ...``)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-#: where Colab installs camlab from: the one setting all notebooks share (a test keeps their setup cells identical)
-INSTALL_SOURCE = "camlab @ git+https://github.com/camlab-course/camlab"
+from camlab.course.colab import DISTRIBUTION, INSTALL_SOURCE, setup_cell  # noqa: F401  (the one setting)
 
 #: the chapters: file stem -> title
 CHAPTERS = {
@@ -26,23 +26,13 @@ CHAPTERS = {
 REQUIRED_SECTIONS = ("Learning goals", "Summary", "Exercises", "Further reading")
 
 
-def setup_cell() -> str:
-    """The first code cell of every notebook: installs camlab in Colab, does nothing elsewhere."""
-    return (
-        "# Setup: in Google Colab this installs camlab; elsewhere (a local install) it does nothing.\n"
-        "import subprocess, sys\n"
-        "if \"google.colab\" in sys.modules:\n"
-        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"{INSTALL_SOURCE}\"], check=True)"
-    )
-
-
 def fast_mode() -> bool:
     """True when ``CAMLAB_FAST=1``: notebooks shrink their longest loops (the lesson's assertion still runs)."""
     return os.environ.get("CAMLAB_FAST", "") not in ("", "0")
 
 
 def notebooks_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "notebooks"
+    return Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def execute_notebook(path: str | Path, timeout: int = 600) -> float:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def cmd_execute(args) -> None:
@@ -13,15 +14,32 @@ def cmd_execute(args) -> None:
         print(f"{path}: {execute_notebook(path, timeout=args.timeout):.1f} s", flush=True)
 
 
+def cmd_badges(args) -> None:
+    """Write the Colab badges and setup cells derived from ``camlab.course.INSTALL_SOURCE`` (``--check``: only list)."""
+    from camlab.course import INSTALL_SOURCE, notebooks_dir
+    from camlab.course.badges import write_badges
+
+    stale = write_badges(Path(args.root) if args.root else notebooks_dir().parent, check=args.check)
+    if args.check and stale:
+        raise RuntimeError(f"out of date with {INSTALL_SOURCE!r}: {', '.join(map(str, stale))}; "
+                           "run `camlab course badges`")
+    print("\n".join(f"{'stale' if args.check else 'updated'}: {path}" for path in stale) or "up to date")
+
+
 def register(commands) -> None:
     """Add ``course`` and its sub-commands to the ``camlab`` parser's sub-parsers."""
-    course = commands.add_parser("course", help="course tools: re-run the notebooks, ...")
+    course = commands.add_parser("course", help="course tools: re-run the notebooks, Colab badges, ...")
     tools = course.add_subparsers(dest="course_command", required=True)
 
     execute = tools.add_parser("execute", help="re-run notebooks in place (default: every chapter)")
     execute.add_argument("notebooks", nargs="*", help="notebook files (default: all chapters)")
     execute.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     execute.set_defaults(run=cmd_execute)
+
+    badges = tools.add_parser("badges", help="write the Colab badges and setup cells from INSTALL_SOURCE")
+    badges.add_argument("--root", help="the checkout holding notebooks/ and README.md (default: this one)")
+    badges.add_argument("--check", action="store_true", help="change nothing; fail if a file is out of date")
+    badges.set_defaults(run=cmd_badges)
 
 
 if __name__ == "__main__":  # pragma: no cover
