@@ -42,7 +42,7 @@ def fast_mode() -> bool:
 
 
 def notebooks_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "notebooks"
+    return Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def execute_notebook(path: str | Path, timeout: int = 600) -> float:
