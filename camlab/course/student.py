@@ -13,6 +13,7 @@ An unfinished exercise's check prints "not done yet" instead of failing, so a st
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -106,3 +107,49 @@ def write_student_versions(out_dir: str | Path, notebooks: list[str | Path] | No
         nbformat.write(student_notebook(nbformat.read(source, as_version=4)), target)
         written.append(target)
     return written
+
+
+def run_check_cell(exercise: str, answer, hidden: bool = True, notebook: str | Path | None = None) -> bool:
+    """Run the instructor's check cell of ``exercise`` (a solution ``grade_id`` such as ``ch01_cam``) with
+    ``answer`` bound to the solution's name, in a namespace holding ``camlab``, ``torch`` and ``numpy as np``: its
+    hidden tests, or (``hidden=False``) its visible check; True when it passes. ``notebook``: the instructor notebook
+    (default: the chapter ``chNN`` names). The tests use it to show that both parts fail plausible wrong answers."""
+    import re
+
+    import nbformat
+    import numpy
+    import torch
+
+    import camlab
+    import camlab.exercises
+    from camlab.course import CHAPTERS, notebooks_dir
+
+    if notebook is None:
+        stems = [stem for stem in CHAPTERS if exercise.startswith(f"ch{stem[:2]}_")]
+        if not stems:
+            raise ValueError(f"{exercise!r} names no chapter: it must start with chNN_ (NN one of "
+                             f"{', '.join(stem[:2] for stem in CHAPTERS)})")
+        notebook = notebooks_dir() / f"{stems[0]}.ipynb"
+    cells = {grading_info(cell).get("grade_id"): cell for cell in nbformat.read(notebook, as_version=4).cells}
+    if exercise not in cells or f"{exercise}_check" not in cells:
+        raise ValueError(f"{notebook} has no exercise {exercise!r} with a check cell {exercise}_check")
+    name = re.search(r"^(?:def|class)\s+(\w+)", cells[exercise]["source"], re.MULTILINE).group(1)
+    source = cells[f"{exercise}_check"]["source"]
+    if hidden:
+        start, end = source.index(BEGIN_HIDDEN), source.index(END_HIDDEN)
+        code = source[start + len(BEGIN_HIDDEN):end]
+    else:
+        code = replace_region(source, BEGIN_HIDDEN, END_HIDDEN, None)[0].split("\nif result:")[0]
+    namespace = {"camlab": camlab, "torch": torch, "np": numpy, name: answer}
+    previous = os.environ.get("CAMLAB_STRICT_CHECKS")
+    os.environ["CAMLAB_STRICT_CHECKS"] = "1"
+    try:
+        exec(compile(code, f"<{exercise}_check>", "exec"), namespace)
+    except camlab.exercises.ExerciseFailed:
+        return False
+    finally:
+        if previous is None:
+            del os.environ["CAMLAB_STRICT_CHECKS"]
+        else:
+            os.environ["CAMLAB_STRICT_CHECKS"] = previous
+    return True

@@ -86,9 +86,12 @@ def _report(result: CheckResult) -> CheckResult:
     return result
 
 
-def with_weights(module: torch.nn.Module, *tensors: torch.Tensor) -> torch.nn.Module:
-    """``module`` in eval mode with its parameters (in ``module.parameters()`` order) set to ``tensors`` (reshaped):
-    worked examples build tiny nets whose outputs can be derived by hand."""
+def with_weights(make, *tensors: torch.Tensor) -> torch.nn.Module:
+    """``make()`` (a function building a module, e.g. ``lambda: nn.Linear(3, 2)``), built without touching the global
+    random state, in eval mode, with its parameters (in ``parameters()`` order) set to ``tensors`` (reshaped): worked
+    examples build tiny nets whose outputs can be derived by hand."""
+    with torch.random.fork_rng(devices=[]):
+        module = make()
     parameters = list(module.parameters())
     if len(parameters) != len(tensors):
         raise ValueError(f"{type(module).__name__} has {len(parameters)} parameters, {len(tensors)} tensors given")

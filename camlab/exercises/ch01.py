@@ -33,9 +33,9 @@ def check_channel_contributions(student, hidden: list | None = None) -> CheckRes
                           "or the max - then multiply each channel's mean by the class's weight for that channel")
 
 
-#: worked example: threshold 0.15 * 10 = 1.5 keeps 4, 2, 3, 10 (rows 1-2, columns 1-2): box (1, 1, 3, 3)
-BOX_FROM_THRESHOLD = [((torch.tensor([[0., 1., 0., 0., 0.], [1., 4., 2., 0., 0.], [0., 3., 10., 1., 0.], [0., 0.,
-    1., 0., 0.]]), 0.15), (1, 1, 3, 3))]
+#: worked example: threshold 0.5 * 5 = 2.5 keeps 3, 5, 4, 3 (rows 1-3, columns 2-3): box (2, 1, 4, 4)
+BOX_FROM_THRESHOLD = [((torch.tensor([[0., 0., 0., 0., 0., 0.], [0., 2., 3., 0., 0., 0.], [0., 1., 5., 4., 0., 0.],
+    [0., 0., 2., 3., 1., 0.], [0., 0., 0., 0., 0., 0.]]), 0.5), (2, 1, 4, 4))]
 
 
 def _same_box(actual, expected) -> bool:

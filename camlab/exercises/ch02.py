@@ -11,19 +11,19 @@ def _two_channel_net(linear_weight: torch.Tensor) -> nn.Sequential:
     """1x1 conv with weights (1, -1) -> ReLU -> flatten -> linear without bias: for a (N,1,2,2) input the ReLU's
     output is (N,2,2,2) and the gradient of class c's score with respect to it is ``linear_weight[c]`` reshaped to
     (2,2,2), for every image (a linear head's gradient is its weight row)."""
-    net = nn.Sequential(nn.Conv2d(1, 2, 1, bias=False), nn.ReLU(), nn.Flatten(),
-                        nn.Linear(8, linear_weight.shape[0], bias=False))
-    return with_weights(net, torch.tensor([1.0, -1.0]), linear_weight)
+    return with_weights(lambda: nn.Sequential(nn.Conv2d(1, 2, 1, bias=False), nn.ReLU(), nn.Flatten(),
+                                              nn.Linear(8, linear_weight.shape[0], bias=False)),
+                        torch.tensor([1.0, -1.0]), linear_weight)
 
 
 def _layer_gradient_cases() -> list:
     """Worked example: x = [[1, -2], [3, 0]] gives ReLU(x) and ReLU(-x) as the layer's two channels; the gradient
-    for class 2 is row 2 of the linear weight."""
+    for class 1 (not the top class, 2) is row 1 of the linear weight."""
     net = _two_channel_net(torch.tensor([[1., 0., -2., 3., 0., 1., 1., -1.], [2., -1., 0., 0., 1., 1., 0., 2.],
                                          [0., 0., 1., 0., -1., 2., 3., 0.]]))
     x = torch.tensor([[[[1., -2.], [3., 0.]]]])
-    return [((net, x, net[1], 2), (torch.tensor([[[[1., 0.], [3., 0.]], [[0., 2.], [0., 0.]]]]),
-                                   torch.tensor([[[[0., 0.], [1., 0.]], [[-1., 2.], [3., 0.]]]])))]
+    return [((net, x, net[1], 1), (torch.tensor([[[[1., 0.], [3., 0.]], [[0., 2.], [0., 0.]]]]),
+                                   torch.tensor([[[[2., -1.], [0., 0.]], [[1., 1.], [0., 2.]]]])))]
 
 
 def check_layer_gradients(student, hidden: list | None = None) -> CheckResult:
@@ -60,9 +60,12 @@ def check_gradcam_weights(student, hidden: list | None = None) -> CheckResult:
                           "(1/Z in the formula), and averaging over the channels gives the wrong shape")
 
 
-#: worked example: alpha = (2.5, 4); 2.5 * A^0 + 4 * A^1 is positive everywhere, so the ReLU changes nothing
-GRADCAM_MAP = [((torch.tensor([[[[0., 2.], [0., 2.]], [[3., 2.], [2., 3.]]]]), torch.tensor([[[[2., 0.], [2., 6.]],
-    [[4., 4.], [2., 6.]]]])), torch.tensor([[[12., 13.], [8., 17.]]]))]
+#: worked example: image 0 has alpha = (0, 3, -4/3): 3 A^1 - 4/3 A^2 < 0 at 4 of 6 positions, where the ReLU gives 0
+GRADCAM_MAP = [((torch.tensor([[[[1., 0., 0.], [1., 2., 1.]], [[1., 3., 1.], [0., 0., 0.]], [[3., 3., 1.], [2., 1.,
+    3.]]], [[[1., 3., 0.], [0., 3., 1.]], [[2., 0., 2.], [3., 3., 2.]], [[3., 1., 1.], [1., 3., 2.]]]]),
+    torch.tensor([[[[4., -6., -6.], [4., 2., 2.]], [[0., 4., 0.], [4., 6., 4.]], [[-6., -4., 4.], [-4., 0., 2.]]],
+    [[[4., 0., 2.], [6., 6., -2.]], [[6., -2., 2.], [-2., -2., 4.]], [[6., -4., -2.], [0., -6., 0.]]]])),
+    torch.tensor([[[0., 5., 1.66667], [0., 0., 0.]], [[1.66667, 7., 1.], [2., 8., 2.66667]]]))]
 
 
 def check_gradcam_map(student, hidden: list | None = None) -> CheckResult:

@@ -12,9 +12,9 @@ def _detached(value):
     return value.detach() if isinstance(value, torch.Tensor) else value
 
 
-#: worked example: only positions where the input AND the incoming gradient are both positive keep the gradient
-GUIDED_RELU_BACKWARD = [((torch.tensor([[3., 1., -3., 3.], [1., -2., 3., -3.]]), torch.tensor([[1., -1., 3., 1.],
-    [3., 2., -1., 2.]])), torch.tensor([[1., 0., 0., 1.], [3., 0., 0., 0.]]))]
+#: worked example: only where the input AND the incoming gradient are positive (the input 0 is not) it passes
+GUIDED_RELU_BACKWARD = [((torch.tensor([0., 1., -1., 2.]), torch.tensor([1., 1., 1., -1.])), torch.tensor([0., 1.,
+    0., 0.]))]
 
 
 def check_guided_relu_backward(student, hidden: list | None = None) -> CheckResult:
@@ -48,8 +48,8 @@ def check_guided_gradcam(student, hidden: list | None = None) -> CheckResult:
              "nearest-neighbour upsampling (Captum's choice) or skipping the scaling gives a different image")
 
 
-#: worked example: squaring keeps the order of 1, 2, 3, 4, so the ranks agree exactly: correlation 1
-MAP_RANK_CORRELATION = [((np.array([[1., 2.], [3., 4.]]), np.array([[1., 4.], [9., 16.]])), 1.)]
+#: worked example with ties: ranks (5, 3, 4, 1.5, 1.5, 6) and (3.5, 3.5, 2, 1, 5, 6) correlate 0.44118
+MAP_RANK_CORRELATION = [((np.array([[3., 1., 2.], [0., 0., 5.]]), np.array([[2., 2., 1.], [0., 3., 4.]])), 0.44118)]
 
 
 def check_map_rank_correlation(student, hidden: list | None = None) -> CheckResult:

@@ -5,8 +5,9 @@ import numpy as np
 
 from camlab.exercises._checking import CheckResult, cases_for, close, run_check
 
-#: worked example: two 4x4 boxes overlapping in a 2x2 square: 4 / (16 + 16 - 4) = 1/7
-IOU = [(((0, 0, 4, 4), (2, 2, 6, 6)), 0.14286)]
+#: worked examples: two 4x4 boxes overlapping in a 2x2 square: 4 / (16 + 16 - 4) = 1/7; boxes apart: 0
+IOU = [(((0, 0, 4, 4), (2, 2, 6, 6)), 0.14286),
+       (((0, 0, 2, 2), (3, 3, 5, 5)), 0.)]
 
 
 def check_iou(student, hidden: list | None = None) -> CheckResult:
@@ -20,9 +21,12 @@ def check_iou(student, hidden: list | None = None) -> CheckResult:
                      compare=lambda a, e: close(a, e, atol=1e-4))
 
 
-#: worked example: a 3x3 block of 2s and a single 10: the block is the largest segment, the 10 is the maximum
-LOCALIZATION_BOX = [((np.array([[0., 0., 0., 0., 0., 0., 0.], [2., 2., 2., 0., 0., 10., 0.], [2., 2., 2., 0., 0.,
-    0., 0.], [2., 2., 2., 0., 0., 0., 0.], [0., 0., 0., 0., 0., 0., 0.]]),), (0, 1, 3, 4))]
+#: worked examples: two 2x2 blocks touching at a corner are one 8-connected segment, larger than the single 6;
+#: a column of values exactly 15% of the maximum is kept (>=) and is larger than the maximum's own segment
+LOCALIZATION_BOX = [((np.array([[5., 5., 0., 0., 0., 0.], [5., 5., 0., 0., 0., 0.], [0., 0., 4., 4., 0., 0.], [0.,
+    0., 4., 4., 0., 0.], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 0., 6.]]),), (0, 0, 4, 4)),
+                    ((np.array([[0.15, 0., 0., 0., 0., 0.], [0.15, 0., 0., 1., 0., 0.], [0.15, 0., 0., 1., 0., 0.],
+                        [0.15, 0., 0., 0., 0., 0.]]),), (0, 0, 1, 4))]
 
 
 def check_localization_box(student, hidden: list | None = None) -> CheckResult:
@@ -41,9 +45,17 @@ def check_localization_box(student, hidden: list | None = None) -> CheckResult:
 POINTING_MASK = np.array([[False, False, False, False, False, False], [False, True, True, False, False, False],
     [False, True, True, False, False, False], [False, False, False, False, False, False], [False, False, False,
     False, False, False], [False, False, False, False, False, False]])
-#: worked example: the maximum at (row 2, column 4) is 2 pixels right of the mask: a miss with tolerance 1
+#: worked examples: the maximum at (row 2, column 4) is 2 pixels right of the mask: a miss with tolerance 1; at
+#: (4, 4) it is sqrt(2^2 + 2^2) = 2.83 from the mask's corner (2, 2): a miss with tolerance 2; at (2, 4) with
+#: tolerance 2: a hit
 POINTING_HIT = [((np.array([[0., 0., 0., 0., 0., 0.5], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 1., 0.], [0., 0.,
-    0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.]]), POINTING_MASK.copy(), 1), False)]
+    0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.]]), POINTING_MASK.copy(), 1), False),
+                ((np.array([[0., 0., 0., 0., 0., 0.5], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.], [0., 0.,
+                    0., 0., 0., 0.], [0., 0., 0., 0., 1., 0.], [0., 0., 0., 0., 0., 0.]]), POINTING_MASK.copy(), 2),
+                    False),
+                ((np.array([[0., 0., 0., 0., 0., 0.5], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 1., 0.], [0., 0.,
+                    0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.]]), POINTING_MASK.copy(), 2),
+                    True)]
 
 
 def check_pointing_hit(student, hidden: list | None = None) -> CheckResult:

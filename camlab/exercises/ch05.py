@@ -14,11 +14,17 @@ def _detached(value):
 
 def _ablation_cases() -> list:
     """Worked example: a GAP + linear head, y_0 = 1 m_0 - 2 m_1 + 3 m_2 with channel means m = (1, 1, 0): zeroing
-    channel k removes w_k m_k, so the drops are (1, -2, 0) (the dead channel drops by exactly 0)."""
-    head = with_weights(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2)),
-                        torch.tensor([[1., -2., 3.], [0.5, 1., -1.]]), torch.tensor([0., -1.]))
+    channel k removes w_k m_k, so the drops are (1, -2, 0) (the dead channel drops by exactly 0). The same head with
+    a ReLU on the logits and channel means (1, 1, 1): y_0 = ReLU(2) = 2, and zeroing channel 2 gives ReLU(-1) = 0, a
+    drop of 2, where gradient x activation would say 3."""
+    weight, bias = torch.tensor([[1., -2., 3.], [0.5, 1., -1.]]), torch.tensor([0., -1.])
+    linear = with_weights(lambda: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2)), weight, bias)
     activations = torch.tensor([[[[2., 0.], [2., 0.]], [[1., 1.], [1., 1.]], [[0., 0.], [0., 0.]]]])
-    return [((head, activations, 0), torch.tensor([1., -2., 0.]))]
+    relu = with_weights(lambda: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2), nn.ReLU()),
+                        weight, bias)
+    clipped = torch.tensor([[[[4., 0.], [0., 0.]], [[2., 2.], [0., 0.]], [[1., 1.], [1., 1.]]]])
+    return [((linear, activations, 0), torch.tensor([1., -2., 0.])),
+            ((relu, clipped, 0), torch.tensor([1., -2., 2.]))]
 
 
 def check_channel_ablation_drop(student, hidden: list | None = None) -> CheckResult:
@@ -46,8 +52,8 @@ def check_cue_mass(student, hidden: list | None = None) -> CheckResult:
                           "divide by the sum of the whole map", compare=lambda a, e: close(a, e, atol=1e-4))
 
 
-#: worked example (scale 1): sigma'(0) = 1/2 * 1/2 = 0.25; sigma'(1) = 0.731 * 0.269 = 0.197
-SIGMOID_GRADIENT = [((torch.tensor([0., 1., -2.]), 1.0), torch.tensor([0.25, 0.19661, 0.10499]))]
+#: worked example (scale 3): 3 sigma(1.5) (1 - sigma(1.5)) = 3 * 0.8176 * 0.1824 = 0.4474
+SIGMOID_GRADIENT = [((torch.tensor([0.5, 2.]), 3.0), torch.tensor([0.44744, 0.0074]))]
 
 
 def check_sigmoid_gradient(student, hidden: list | None = None) -> CheckResult:

@@ -27,7 +27,7 @@ def _score_cases() -> list:
     """Worked example: a linear model y = W x on a 2x2 input; channel 0 = [[0, 2], [1, 1]] scales to the mask
     [[0, 1], [.5, .5]], so x * mask = [[0, 2], [-.5, .5]], y = (1, 2.5) and p_0 = 1 / (1 + e^1.5) = 0.18243; the
     constant channel 1 gets 0; channel 2 gives y = (2, 0), p_0 = 0.8808."""
-    model = with_weights(nn.Sequential(nn.Flatten(), nn.Linear(4, 2, bias=False)),
+    model = with_weights(lambda: nn.Sequential(nn.Flatten(), nn.Linear(4, 2, bias=False)),
                          torch.tensor([[1., 0., 0., 2.], [0., 1., -1., 0.]]))
     x = torch.tensor([[[[1., 2.], [-1., 1.]]]])
     activations = torch.tensor([[[[0., 2.], [1., 1.]], [[3., 3.], [3., 3.]], [[4., 0.], [0., 2.]]]])
