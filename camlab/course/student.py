@@ -60,7 +60,8 @@ def replace_region(source: str, begin: str, end: str, stub: str | None) -> tuple
 
 
 def student_cell(cell):
-    """One cell as students get it: solution replaced by the stub, hidden tests removed, outputs cleared."""
+    """One cell as students get it: solution replaced by the stub, hidden tests removed, outputs cleared; exercise
+    cells cannot be deleted and check cells cannot be edited in Jupyter (nbgrader's ``LockCells``)."""
     cell = copy.deepcopy(cell)
     stub = CODE_STUB if cell["cell_type"] == "code" else TEXT_STUB
     cell["source"], replaced = replace_region(cell["source"], BEGIN_SOLUTION, END_SOLUTION, stub)
@@ -77,6 +78,11 @@ def student_cell(cell):
         cell["outputs"], cell["execution_count"] = [], None
         for field in ("collapsed", "scrolled"):
             cell["metadata"].pop(field, None)
+    info = grading_info(cell)
+    if info.get("solution") or info.get("grade") or info.get("locked"):  # nbgrader's LockCells
+        cell["metadata"]["deletable"] = False
+        if not info.get("solution"):
+            cell["metadata"]["editable"] = False
     return cell
 
 
