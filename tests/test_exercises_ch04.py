@@ -62,4 +62,5 @@ def test_pointing_hit_passes_euclidean_and_camlab_and_fails_chessboard_or_no_tol
     assert check("ch04_pointing_hit", lambda h, m, t: pointing_game(h[None], m[None], tolerance=t) == 1.0)
     assert not check("ch04_pointing_hit", lambda h, m, t: _hit(h, m, t, metric="chessboard"))
     assert not check("ch04_pointing_hit", lambda h, m, t: _hit(h, m, 0))
-    assert not check("ch04_pointing_hit", lambda h, m, t: m[np.unravel_index(np.argmax(h), h.shape)[::-1]])  # x/y swapped
+    swapped = lambda h, m, t: m[np.unravel_index(np.argmax(h), h.shape)[::-1]]  # noqa: E731 (x and y swapped)
+    assert not check("ch04_pointing_hit", swapped)

@@ -126,8 +126,8 @@ def test_the_csv_has_one_row_per_student_and_exercise(graded):
 
 
 def test_output_beyond_the_cap_is_dropped(tmp_path):
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("for _ in range(2000):\n    print('y' * 1000)"),
-                                               nbformat.v4.new_code_cell("print('after')")])
+    flood = nbformat.v4.new_code_cell("for _ in range(2000):\n    print('y' * 1000)")
+    notebook = nbformat.v4.new_notebook(cells=[flood, nbformat.v4.new_code_cell("print('after')")])
     replies = run_notebook(notebook, tmp_path, timeout=60, max_output=10_000)
     assert [reply["status"] for reply in replies.values()] == ["ok", "ok"]
     stored = sum(len(output.get("text", "")) for output in notebook.cells[0].outputs)

@@ -1,6 +1,6 @@
 """The course's shared settings and tools: the Colab setup cell, the chapter list, notebook execution.
 
-Sub-modules: ``cli`` (``camlab course ...``)."""
+Sub-modules: ``cli`` (``camlab course ...``), ``student`` (the students' notebooks), ``grading`` (grading them)."""
 from __future__ import annotations
 
 import os

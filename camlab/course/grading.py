@@ -169,9 +169,6 @@ def grade_submission(path: str | Path, release_dir: Path, timeout: float = 60) -
                     float(grading_info(cell).get("points", 0)), message[:300]) for _, cell in checks]
     workdir = Path(tempfile.mkdtemp(prefix=f"camlab-grade-{student}-"))
     try:
-        for data in release_path.parent.glob("*"):
-            if data.is_file() and data.suffix != ".ipynb":
-                shutil.copy(data, workdir / data.name)  # files the chapter reads next to itself
         replies = run_notebook(assemble(release, submission), workdir, timeout)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
