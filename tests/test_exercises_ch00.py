@@ -1,12 +1,7 @@
 """Chapter 00's checks pass the right answers and fail plausible wrong ones."""
 import pytest
 
-from camlab.exercises import ExerciseFailed, check_last_spatial_layer, check_top_classes
-
-
-@pytest.fixture(autouse=True)
-def strict(monkeypatch):
-    monkeypatch.setenv("CAMLAB_STRICT_CHECKS", "1")
+from tests.exercise_checks import check  # noqa: F401 (the fixture)
 
 
 def top_classes(logits, k):
@@ -21,8 +16,8 @@ def last_spatial_layer(rows):
     return None
 
 
-def test_top_classes_passes_softmax_topk():
-    assert check_top_classes(top_classes)
+def test_top_classes_passes_softmax_topk(check):
+    assert check("ch00_top_classes", top_classes)
 
 
 @pytest.mark.parametrize("wrong", [
@@ -31,13 +26,12 @@ def test_top_classes_passes_softmax_topk():
     lambda logits, k: (logits.softmax(dim=1).topk(k, dim=1, largest=False).indices,
                        logits.softmax(dim=1).topk(k, dim=1, largest=False).values),
 ])
-def test_top_classes_fails_wrong_answers(wrong):
-    with pytest.raises(ExerciseFailed):
-        check_top_classes(wrong)
+def test_top_classes_fails_wrong_answers(wrong, check):
+    assert not check("ch00_top_classes", wrong)
 
 
-def test_last_spatial_layer_passes_the_shape_rule():
-    assert check_last_spatial_layer(last_spatial_layer)
+def test_last_spatial_layer_passes_the_shape_rule(check):
+    assert check("ch00_last_spatial_layer", last_spatial_layer)
 
 
 @pytest.mark.parametrize("wrong", [
@@ -45,6 +39,5 @@ def test_last_spatial_layer_passes_the_shape_rule():
     lambda rows: next(name for name, shape in reversed(rows) if len(shape) == 4),  # accepts the 1x1 pooled map
     lambda rows: next(name for name, shape in rows if len(shape) == 4 and shape[2] * shape[3] > 1),  # the first
 ])
-def test_last_spatial_layer_fails_wrong_answers(wrong):
-    with pytest.raises(ExerciseFailed):
-        check_last_spatial_layer(wrong)
+def test_last_spatial_layer_fails_wrong_answers(wrong, check):
+    assert not check("ch00_last_spatial_layer", wrong)

@@ -2,12 +2,7 @@
 import pytest
 import torch
 
-from camlab.exercises import ExerciseFailed, check_gradcam_map, check_gradcam_weights, check_layer_gradients
-
-
-@pytest.fixture(autouse=True)
-def strict(monkeypatch):
-    monkeypatch.setenv("CAMLAB_STRICT_CHECKS", "1")
+from tests.exercise_checks import check  # noqa: F401 (the fixture)
 
 
 def layer_gradients(model, x, layer, class_index):
@@ -21,8 +16,8 @@ def layer_gradients(model, x, layer, class_index):
     return store["A"].detach(), gradients
 
 
-def test_layer_gradients_pass_hook_and_autograd():
-    assert check_layer_gradients(layer_gradients)
+def test_layer_gradients_pass_hook_and_autograd(check):
+    assert check("ch02_layer_gradients", layer_gradients)
 
 
 def leaves_the_hook(model, x, layer, class_index):
@@ -53,13 +48,12 @@ def gradient_of_the_softmax(model, x, layer, class_index):
 
 
 @pytest.mark.parametrize("wrong", [leaves_the_hook, gradient_of_the_top_class, gradient_of_the_softmax])
-def test_layer_gradients_fail_wrong_answers(wrong):
-    with pytest.raises(ExerciseFailed):
-        check_layer_gradients(wrong)
+def test_layer_gradients_fail_wrong_answers(wrong, check):
+    assert not check("ch02_layer_gradients", wrong)
 
 
-def test_gradcam_weights_pass_the_mean():
-    assert check_gradcam_weights(lambda g: g.mean(dim=(2, 3)))
+def test_gradcam_weights_pass_the_mean(check):
+    assert check("ch02_gradcam_weights", lambda g: g.mean(dim=(2, 3)))
 
 
 @pytest.mark.parametrize("wrong", [
@@ -67,17 +61,16 @@ def test_gradcam_weights_pass_the_mean():
     lambda g: g.mean(dim=1),  # over channels
     lambda g: g.clamp_min(0).mean(dim=(2, 3)),  # only positive gradients
 ])
-def test_gradcam_weights_fail_wrong_answers(wrong):
-    with pytest.raises(ExerciseFailed):
-        check_gradcam_weights(wrong)
+def test_gradcam_weights_fail_wrong_answers(wrong, check):
+    assert not check("ch02_gradcam_weights", wrong)
 
 
 def gradcam_map(activations, gradients):
     return torch.einsum("nk,nkhw->nhw", gradients.mean(dim=(2, 3)), activations).clamp_min(0)
 
 
-def test_gradcam_map_passes_relu_of_the_weighted_sum():
-    assert check_gradcam_map(gradcam_map)
+def test_gradcam_map_passes_relu_of_the_weighted_sum(check):
+    assert check("ch02_gradcam_map", gradcam_map)
 
 
 @pytest.mark.parametrize("wrong", [
@@ -85,6 +78,5 @@ def test_gradcam_map_passes_relu_of_the_weighted_sum():
     lambda a, g: torch.einsum("nk,nkhw->nhw", g.sum(dim=(2, 3)), a).clamp_min(0),  # sum, not mean
     lambda a, g: (g * a).sum(dim=1).clamp_min(0),  # per-position weights (HiResCAM)
 ])
-def test_gradcam_map_fails_wrong_answers(wrong):
-    with pytest.raises(ExerciseFailed):
-        check_gradcam_map(wrong)
+def test_gradcam_map_fails_wrong_answers(wrong, check):
+    assert not check("ch02_gradcam_map", wrong)

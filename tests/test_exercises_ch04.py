@@ -2,16 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from scipy import ndimage
 
-from camlab.exercises import check_iou, check_localization_box, check_pointing_hit
 from camlab.metrics import box_from_map, iou, pointing_game
-
-
-@pytest.fixture(autouse=True)
-def lenient(monkeypatch):
-    monkeypatch.delenv("CAMLAB_STRICT_CHECKS", raising=False)
+from tests.exercise_checks import check  # noqa: F401 (the fixture)
 
 
 def _iou(a, b, clamp=True, plus_one=False):
@@ -25,12 +19,12 @@ def _iou(a, b, clamp=True, plus_one=False):
     return inter / (area(a) + area(b) - inter)
 
 
-def test_iou_passes_camlab_and_by_hand_and_fails_without_clamp_or_with_inclusive_edges():
-    assert check_iou(iou)
-    assert check_iou(_iou)
-    assert not check_iou(lambda a, b: _iou(a, b, clamp=False))
-    assert not check_iou(lambda a, b: _iou(a, b, plus_one=True))
-    assert not check_iou(lambda a, b: _iou(a, b) * 2 / (1 + _iou(a, b)))  # Dice, not IoU
+def test_iou_passes_camlab_and_by_hand_and_fails_without_clamp_or_with_inclusive_edges(check):
+    assert check("ch04_iou", iou)
+    assert check("ch04_iou", _iou)
+    assert not check("ch04_iou", lambda a, b: _iou(a, b, clamp=False))
+    assert not check("ch04_iou", lambda a, b: _iou(a, b, plus_one=True))
+    assert not check("ch04_iou", lambda a, b: _iou(a, b) * 2 / (1 + _iou(a, b)))  # Dice, not IoU
 
 
 def _box(heat, threshold=0.15, structure=np.ones((3, 3)), pick="largest", strict=False):
@@ -44,13 +38,13 @@ def _box(heat, threshold=0.15, structure=np.ones((3, 3)), pick="largest", strict
     return xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
 
 
-def test_localization_box_passes_the_paper_protocol_and_fails_variants():
-    assert check_localization_box(_box)
-    assert check_localization_box(box_from_map)
-    assert not check_localization_box(lambda h: _box(h, structure=None))       # 4-connectivity
-    assert not check_localization_box(lambda h: _box(h, pick="peak"))          # the segment of the maximum
-    assert not check_localization_box(lambda h: _box(h, strict=True))          # > instead of >=
-    assert not check_localization_box(lambda h: _box(h, threshold=0.5))
+def test_localization_box_passes_the_paper_protocol_and_fails_variants(check):
+    assert check("ch04_localization_box", _box)
+    assert check("ch04_localization_box", box_from_map)
+    assert not check("ch04_localization_box", lambda h: _box(h, structure=None))       # 4-connectivity
+    assert not check("ch04_localization_box", lambda h: _box(h, pick="peak"))          # the segment of the maximum
+    assert not check("ch04_localization_box", lambda h: _box(h, strict=True))          # > instead of >=
+    assert not check("ch04_localization_box", lambda h: _box(h, threshold=0.5))
 
 
 def _hit(heat, mask, tolerance, metric="euclidean"):
@@ -63,9 +57,10 @@ def _hit(heat, mask, tolerance, metric="euclidean"):
     return distance <= tolerance
 
 
-def test_pointing_hit_passes_euclidean_and_camlab_and_fails_chessboard_or_no_tolerance():
-    assert check_pointing_hit(_hit)
-    assert check_pointing_hit(lambda h, m, t: pointing_game(h[None], m[None], tolerance=t) == 1.0)
-    assert not check_pointing_hit(lambda h, m, t: _hit(h, m, t, metric="chessboard"))
-    assert not check_pointing_hit(lambda h, m, t: _hit(h, m, 0))
-    assert not check_pointing_hit(lambda h, m, t: m[np.unravel_index(np.argmax(h), h.shape)[::-1]])  # x/y swapped
+def test_pointing_hit_passes_euclidean_and_camlab_and_fails_chessboard_or_no_tolerance(check):
+    assert check("ch04_pointing_hit", _hit)
+    assert check("ch04_pointing_hit", lambda h, m, t: pointing_game(h[None], m[None], tolerance=t) == 1.0)
+    assert not check("ch04_pointing_hit", lambda h, m, t: _hit(h, m, t, metric="chessboard"))
+    assert not check("ch04_pointing_hit", lambda h, m, t: _hit(h, m, 0))
+    swapped = lambda h, m, t: m[np.unravel_index(np.argmax(h), h.shape)[::-1]]  # noqa: E731 (x and y swapped)
+    assert not check("ch04_pointing_hit", swapped)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from camlab.exercises import check_channel_ablation_drop, check_cue_mass, check_sigmoid_gradient
+from tests.exercise_checks import check  # noqa: F401 (the fixture)
 
 
 def ablation_drop(head, activations, target):
@@ -24,22 +24,20 @@ def first_order_drop(head, activations, target):
     return (gradient * activations).sum(dim=(0, 2, 3)).detach()
 
 
-def test_channel_ablation_drop_check(monkeypatch):
-    monkeypatch.delenv("CAMLAB_STRICT_CHECKS", raising=False)
-    assert check_channel_ablation_drop(ablation_drop)
-    assert not check_channel_ablation_drop(first_order_drop)
-    assert not check_channel_ablation_drop(lambda h, a, t: -ablation_drop(h, a, t))  # ablated - original
+def test_channel_ablation_drop_check(check):
+    assert check("ch05_channel_ablation_drop", ablation_drop)
+    assert not check("ch05_channel_ablation_drop", first_order_drop)
+    assert not check("ch05_channel_ablation_drop", lambda h, a, t: -ablation_drop(h, a, t))  # ablated - original
 
 
-def test_cue_mass_check(monkeypatch):
-    monkeypatch.delenv("CAMLAB_STRICT_CHECKS", raising=False)
-    assert check_cue_mass(lambda m, b: m[b[1]:b[3], b[0]:b[2]].sum() / m.sum())
-    assert not check_cue_mass(lambda m, b: m[b[0]:b[2], b[1]:b[3]].sum() / m.sum())  # x and y swapped
-    assert not check_cue_mass(lambda m, b: m[b[1]:b[3] + 1, b[0]:b[2] + 1].sum() / m.sum())  # inclusive edges
-    assert not check_cue_mass(lambda m, b: m[b[1]:b[3], b[0]:b[2]].mean() / m.mean())  # mean, not sum
+def test_cue_mass_check(check):
+    assert check("ch05_cue_mass", lambda m, b: m[b[1]:b[3], b[0]:b[2]].sum() / m.sum())
+    assert not check("ch05_cue_mass", lambda m, b: m[b[0]:b[2], b[1]:b[3]].sum() / m.sum())  # x and y swapped
+    assert not check("ch05_cue_mass", lambda m, b: m[b[1]:b[3] + 1, b[0]:b[2] + 1].sum() / m.sum())  # inclusive edges
+    assert not check("ch05_cue_mass", lambda m, b: m[b[1]:b[3], b[0]:b[2]].mean() / m.mean())  # mean, not sum
 
 
-def test_sigmoid_gradient_check(monkeypatch):
-    monkeypatch.delenv("CAMLAB_STRICT_CHECKS", raising=False)
-    assert check_sigmoid_gradient(lambda y, s: s * torch.sigmoid(s * y) * (1 - torch.sigmoid(s * y)))
-    assert not check_sigmoid_gradient(lambda y, s: torch.sigmoid(s * y) * (1 - torch.sigmoid(s * y)))  # no scale
+def test_sigmoid_gradient_check(check):
+    assert check("ch05_sigmoid_gradient", lambda y, s: s * torch.sigmoid(s * y) * (1 - torch.sigmoid(s * y)))
+    no_scale = lambda y, s: torch.sigmoid(s * y) * (1 - torch.sigmoid(s * y))  # noqa: E731 (forgets du/dy = s)
+    assert not check("ch05_sigmoid_gradient", no_scale)

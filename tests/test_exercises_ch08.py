@@ -1,16 +1,13 @@
-"""Chapter 08's capstone check: a subclass passes when it follows the contract and the task's formula."""
+"""Chapter 08's capstone check: a subclass passes when its own channel_weights follow the task's formula and it keeps
+the explainer contract; borrowing camlab's method, a different formula or a broken contract fails."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 import camlab
-from camlab.exercises import ExerciseFailed, check_custom_method
-
-
-@pytest.fixture(autouse=True)
-def strict(monkeypatch):
-    monkeypatch.setenv("CAMLAB_STRICT_CHECKS", "1")
+from camlab.exercises import NOT_DONE, check_custom_method
+from tests.exercise_checks import check  # noqa: F401 (the fixture)
 
 
 class MyXGradCAM(camlab.GradientMethod):
@@ -24,20 +21,27 @@ class MaxGradCAM(camlab.GradientMethod):
         return gradients.amax(dim=(2, 3))
 
 
-def test_xgradcam_subclass_passes_and_camlab_xgradcam_too():
-    assert check_custom_method(MyXGradCAM)
-    assert check_custom_method(camlab.XGradCAM)
+class MeanGradient(camlab.GradientMethod):  # Grad-CAM's weights, not the task's
+    def channel_weights(self, activations, gradients):
+        return gradients.mean(dim=(2, 3))
 
 
-def test_maxgrad_task():
-    assert check_custom_method(MaxGradCAM, task="maxgrad")
-    with pytest.raises(ExerciseFailed):
-        check_custom_method(MyXGradCAM, task="maxgrad")
+class ZeroSumIsNaN(camlab.GradientMethod):  # forgets the channels whose activations sum to 0
+    def channel_weights(self, activations, gradients):
+        return (activations * gradients).sum((2, 3)) / activations.sum((2, 3))
 
 
-def test_gradcam_is_not_xgradcam_on_a_head_without_gap():
-    with pytest.raises(ExerciseFailed):
-        check_custom_method(camlab.GradCAM)
+class SubclassOfXGradCAM(camlab.XGradCAM):  # the reviewers' shortcut: camlab's own method
+    pass
+
+
+class CallsXGradCAM(camlab.XGradCAM):
+    def channel_weights(self, activations, gradients):
+        return super().channel_weights(activations, gradients)
+
+
+class BorrowsTheFunction(camlab.GradientMethod):
+    channel_weights = camlab.XGradCAM.channel_weights
 
 
 class LeavesAHook(MyXGradCAM):
@@ -51,14 +55,49 @@ class Unscaled(MyXGradCAM):
         return super().__call__(x, target, raw=True) * 100
 
 
+class Unfinished(camlab.GradientMethod):
+    def channel_weights(self, activations, gradients):
+        raise NotImplementedError("not done yet")
+
+
+def test_own_xgradcam_passes(check):
+    assert check("ch08_custom_xgradcam", MyXGradCAM)
+
+
+@pytest.mark.parametrize("shortcut", [SubclassOfXGradCAM, CallsXGradCAM, BorrowsTheFunction, camlab.XGradCAM])
+def test_camlabs_own_xgradcam_in_any_disguise_fails(shortcut, check):
+    assert not check("ch08_custom_xgradcam", shortcut)
+
+
+@pytest.mark.parametrize("wrong", [MeanGradient, ZeroSumIsNaN, MaxGradCAM])
+def test_other_formulas_fail_the_xgradcam_task(wrong, check):
+    assert not check("ch08_custom_xgradcam", wrong)
+
+
+def test_maxgrad_task_passes_the_largest_gradient_and_fails_xgradcam(check):
+    assert check("ch08_custom_maxgrad", MaxGradCAM)
+    assert not check("ch08_custom_maxgrad", MyXGradCAM)
+
+
 @pytest.mark.parametrize("broken", [LeavesAHook, Unscaled])
-def test_contract_violations_fail(broken):
-    with pytest.raises(ExerciseFailed):
-        check_custom_method(broken)
+def test_contract_violations_fail(broken, check):
+    assert not check("ch08_custom_xgradcam", broken)
 
 
-def test_an_instance_instead_of_a_class_fails_with_a_clear_message(capsys, monkeypatch):
-    monkeypatch.delenv("CAMLAB_STRICT_CHECKS")
+def test_the_message_names_the_shortcut(monkeypatch):
+    monkeypatch.delenv("CAMLAB_STRICT_CHECKS", raising=False)
+    result = check_custom_method(SubclassOfXGradCAM)
+    assert not result and "subclass of camlab.XGradCAM" in result.message
+
+
+def test_unfinished_class_is_not_done_yet_and_does_not_raise(monkeypatch):
+    monkeypatch.delenv("CAMLAB_STRICT_CHECKS", raising=False)
+    result = check_custom_method(Unfinished)
+    assert not result and result.message.startswith(NOT_DONE)
+
+
+def test_an_instance_instead_of_a_class_fails_with_a_clear_message(monkeypatch):
+    monkeypatch.delenv("CAMLAB_STRICT_CHECKS", raising=False)
     result = check_custom_method(MyXGradCAM(torch.nn.Sequential(torch.nn.Conv2d(3, 1, 1)), layer="0"))
     assert not result and "class itself" in result.message
 

@@ -1,7 +1,8 @@
 """The course's shared settings and tools: the Colab setup cell, the chapter list, notebook execution.
 
 Sub-modules: ``colab`` (the install source and what is derived from it: setup cell, badges; no torch),
-``badges`` (writes those into the notebooks and the README), ``cli`` (``camlab course ...``)."""
+``badges`` (writes those into the notebooks and the README), ``student`` (the students' notebooks), ``grading``
+(grading them), ``cli`` (``camlab course ...``)."""
 from __future__ import annotations
 
 import os

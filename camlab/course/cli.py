@@ -26,9 +26,24 @@ def cmd_badges(args) -> None:
     print("\n".join(f"{'stale' if args.check else 'updated'}: {path}" for path in stale) or "up to date")
 
 
+def cmd_student(args) -> None:
+    """Write the students' notebooks (solutions replaced by stubs, hidden tests removed, outputs cleared)."""
+    from camlab.course.student import write_student_versions
+
+    for path in write_student_versions(args.out_dir, args.notebooks):
+        print(path)
+
+
+def cmd_grade(args) -> None:
+    """Grade submitted notebooks with the instructor's checks; print a summary, optionally write a CSV."""
+    from camlab.course.grading import grade, summary
+
+    print(summary(grade(args.submissions, args.release, args.timeout, args.csv)))
+
+
 def register(commands) -> None:
     """Add ``course`` and its sub-commands to the ``camlab`` parser's sub-parsers."""
-    course = commands.add_parser("course", help="course tools: re-run the notebooks, Colab badges, ...")
+    course = commands.add_parser("course", help="course tools: re-run the notebooks, Colab badges, student versions, grading")
     tools = course.add_subparsers(dest="course_command", required=True)
 
     execute = tools.add_parser("execute", help="re-run notebooks in place (default: every chapter)")
@@ -40,6 +55,18 @@ def register(commands) -> None:
     badges.add_argument("--root", help="the checkout holding notebooks/ and README.md (default: this one)")
     badges.add_argument("--check", action="store_true", help="change nothing; fail if a file is out of date")
     badges.set_defaults(run=cmd_badges)
+
+    student = tools.add_parser("student", help="write the students' notebooks (no solutions, no hidden tests)")
+    student.add_argument("out_dir", help="folder for the students' notebooks")
+    student.add_argument("notebooks", nargs="*", help="instructor notebooks (default: all chapters)")
+    student.set_defaults(run=cmd_student)
+
+    grade = tools.add_parser("grade", help="grade submitted notebooks with the instructor's visible and hidden checks")
+    grade.add_argument("submissions", nargs="+", help="submitted notebooks, e.g. alice/01_cam.ipynb")
+    grade.add_argument("--csv", help="write one row per student and exercise to this CSV file")
+    grade.add_argument("--timeout", type=float, default=60, help="seconds per cell (the notebook: 4x + 60 s)")
+    grade.add_argument("--release", help="folder of the instructor's notebooks (default: the course's)")
+    grade.set_defaults(run=cmd_grade)
 
 
 if __name__ == "__main__":  # pragma: no cover

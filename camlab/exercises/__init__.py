@@ -1,13 +1,13 @@
-"""Self-checking exercises: ``camlab.exercises.check_<name>(your_function)`` runs your function on hidden cases and
+"""Self-checking exercises: ``camlab.exercises.check_<name>(your_function)`` runs your function on worked examples and
 prints PASS or FAIL with a hint. One module per chapter (``ch01.py`` ...); every ``check_*`` is re-exported here."""
 from __future__ import annotations
 
 import importlib
 import pkgutil
 
-from camlab.exercises._checking import CheckResult, ExerciseFailed, close, run_check
+from camlab.exercises._checking import NOT_DONE, CheckResult, ExerciseFailed, close, run_check, with_weights
 
-__all__ = ["CheckResult", "ExerciseFailed", "close", "run_check"]
+__all__ = ["NOT_DONE", "CheckResult", "ExerciseFailed", "close", "run_check", "with_weights"]
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name.startswith("ch"):

@@ -1,5 +1,10 @@
-"""The machinery behind every ``camlab.exercises.check_*``: run the student's function on hidden cases, print a
-clear pass or fail with a hint, and return the result."""
+"""The machinery behind every ``camlab.exercises.check_*``: run the student's function on worked examples, print a
+clear pass, fail or "not done yet" with a hint (in words, never the solution), and return the result.
+
+A notebook's check cell calls a ``check_*`` twice: with its visible worked examples (shipped here) and, between
+nbgrader's ``### BEGIN HIDDEN TESTS`` / ``### END HIDDEN TESTS``, with hidden ones passed as ``hidden=[...]``.
+The hidden cases live only in the instructor's notebooks: students' versions (``camlab course student``) drop them
+and grading (``camlab course grade``) puts them back."""
 from __future__ import annotations
 
 import os
@@ -9,10 +14,13 @@ from dataclasses import dataclass
 
 import torch
 
+#: what a student notebook's solution cells raise until the exercise is done (``camlab course student`` writes it)
+NOT_DONE = "not done yet"
+
 
 class ExerciseFailed(AssertionError):
-    """Raised by a failing check when ``CAMLAB_STRICT_CHECKS=1`` (the test suite sets it, so that the committed
-    solutions are checked in CI)."""
+    """Raised by a failing or unfinished check when ``CAMLAB_STRICT_CHECKS=1`` (the test suite and
+    ``camlab course grade`` set it, so that a wrong answer fails the check cell)."""
 
 
 @dataclass
@@ -28,6 +36,11 @@ class CheckResult:
         return f"{'PASS' if self.passed else 'FAIL'}: {self.name}"
 
 
+def strict() -> bool:
+    """True when ``CAMLAB_STRICT_CHECKS`` is set (not empty, not 0): a failing check raises :class:`ExerciseFailed`."""
+    return os.environ.get("CAMLAB_STRICT_CHECKS", "") not in ("", "0")
+
+
 def close(actual, expected, atol: float = 1e-4, rtol: float = 1e-4) -> bool:
     """``actual`` matches ``expected`` in shape and value (tensors, arrays or numbers)."""
     try:
@@ -40,27 +53,49 @@ def close(actual, expected, atol: float = 1e-4, rtol: float = 1e-4) -> bool:
 
 def run_check(name: str, student: Callable, cases: Iterable[tuple[tuple, object]], hint: str,
               compare: Callable[[object, object], bool] = close) -> CheckResult:
-    """Call ``student(*args)`` for every hidden ``(args, expected)`` case; all must match for a pass."""
+    """Call ``student(*args)`` for every ``(args, expected)`` case; all must match for a pass. An unfinished
+    exercise (``NotImplementedError``) is reported as "not done yet"; any other exception as a failure."""
     cases = list(cases)
     for number, (args, expected) in enumerate(cases, start=1):
         try:
             actual = student(*args)
         except NotImplementedError:
-            return _report(CheckResult(name, False, "not implemented yet: replace `raise NotImplementedError`"))
+            return _report(CheckResult(name, False, f"{NOT_DONE}: replace `raise NotImplementedError(...)` in the "
+                                                    "exercise's cell with your code, run it, then run this check"))
         except Exception as error:  # the student's code may fail in any way: report it, don't crash
             last = traceback.format_exception_only(type(error), error)[-1].strip()
-            return _report(CheckResult(name, False, f"case {number} raised {last}. Hint: {hint}"))
+            return _report(CheckResult(name, False, f"case {number} of {len(cases)} raised {last}. Hint: {hint}"))
         if not compare(actual, expected):
             shape = getattr(actual, "shape", None)
             detail = f" (your result has shape {tuple(shape)})" if shape is not None else ""
             return _report(CheckResult(name, False, f"case {number} of {len(cases)} gives a wrong answer{detail}. "
                                                     f"Hint: {hint}"))
-    return _report(CheckResult(name, True, f"all {len(cases)} hidden cases pass"))
+    return _report(CheckResult(name, True, f"all {len(cases)} cases pass"))
+
+
+def cases_for(name: str, visible: list, hidden: list | None) -> tuple[str, list]:
+    """The check's label and cases: the visible worked examples, or the notebook's hidden ones when given."""
+    return (name, visible) if hidden is None else (f"{name} (hidden cases)", list(hidden))
 
 
 def _report(result: CheckResult) -> CheckResult:
-    mark = "✅ PASS" if result.passed else "❌ FAIL"
+    mark = "✅ PASS" if result.passed else ("⏳" if result.message.startswith(NOT_DONE) else "❌ FAIL")
     print(f"{mark} {result.name}: {result.message}")
-    if not result.passed and os.environ.get("CAMLAB_STRICT_CHECKS", "") not in ("", "0"):
-        raise ExerciseFailed(result.message)
+    if not result.passed and strict():
+        raise ExerciseFailed(f"{result.name}: {result.message}")
     return result
+
+
+def with_weights(make, *tensors: torch.Tensor) -> torch.nn.Module:
+    """``make()`` (a function building a module, e.g. ``lambda: nn.Linear(3, 2)``), built without touching the global
+    random state, in eval mode, with its parameters (in ``parameters()`` order) set to ``tensors`` (reshaped): worked
+    examples build tiny nets whose outputs can be derived by hand."""
+    with torch.random.fork_rng(devices=[]):
+        module = make()
+    parameters = list(module.parameters())
+    if len(parameters) != len(tensors):
+        raise ValueError(f"{type(module).__name__} has {len(parameters)} parameters, {len(tensors)} tensors given")
+    with torch.no_grad():
+        for parameter, tensor in zip(parameters, tensors):
+            parameter.copy_(torch.as_tensor(tensor, dtype=parameter.dtype).reshape(parameter.shape))
+    return module.eval()

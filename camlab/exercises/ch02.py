@@ -4,79 +4,75 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from camlab.exercises._checking import CheckResult, close, run_check
+from camlab.exercises._checking import CheckResult, cases_for, close, run_check, with_weights
 
 
-def _tiny_net(seed: int) -> tuple[nn.Module, nn.Module, torch.Tensor]:
-    """A seeded conv -> ReLU -> conv -> ReLU -> flatten -> linear net (no GAP, so gradients vary over positions),
-    the layer to explain (the second ReLU) and a batch of inputs."""
-    generator = torch.Generator().manual_seed(seed)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 5, 3, padding=1), nn.ReLU(),
-                        nn.Flatten(), nn.Linear(5 * 6 * 6, 7))
-    with torch.no_grad():
-        for parameter in net.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.4)
-    net.eval()
-    x = torch.randn(2, 3, 6, 6, generator=generator)
-    return net, net[3], x
+def _two_channel_net(linear_weight: torch.Tensor) -> nn.Sequential:
+    """1x1 conv with weights (1, -1) -> ReLU -> flatten -> linear without bias: for a (N,1,2,2) input the ReLU's
+    output is (N,2,2,2) and the gradient of class c's score with respect to it is ``linear_weight[c]`` reshaped to
+    (2,2,2), for every image (a linear head's gradient is its weight row)."""
+    return with_weights(lambda: nn.Sequential(nn.Conv2d(1, 2, 1, bias=False), nn.ReLU(), nn.Flatten(),
+                                              nn.Linear(8, linear_weight.shape[0], bias=False)),
+                        torch.tensor([1.0, -1.0]), linear_weight)
 
 
-def _reference_gradients(net: nn.Module, layer: nn.Module, x: torch.Tensor, class_index: int):
-    store = {}
-    handle = layer.register_forward_hook(lambda module, inputs, output: store.__setitem__("A", output))
-    try:
-        logits = net(x)
-    finally:
-        handle.remove()
-    (gradients,) = torch.autograd.grad(logits[:, class_index].sum(), store["A"])
-    return store["A"].detach(), gradients
+def _layer_gradient_cases() -> list:
+    """Worked example: x = [[1, -2], [3, 0]] gives ReLU(x) and ReLU(-x) as the layer's two channels; the gradient
+    for class 1 (not the top class, 2) is row 1 of the linear weight."""
+    net = _two_channel_net(torch.tensor([[1., 0., -2., 3., 0., 1., 1., -1.], [2., -1., 0., 0., 1., 1., 0., 2.],
+                                         [0., 0., 1., 0., -1., 2., 3., 0.]]))
+    x = torch.tensor([[[[1., -2.], [3., 0.]]]])
+    return [((net, x, net[1], 1), (torch.tensor([[[[1., 0.], [3., 0.]], [[0., 2.], [0., 0.]]]]),
+                                   torch.tensor([[[[2., -1.], [0., 0.]], [[1., 1.], [0., 2.]]]])))]
 
 
-def check_layer_gradients(student) -> CheckResult:
+def check_layer_gradients(student, hidden: list | None = None) -> CheckResult:
     """``student(model, x, layer, class_index) -> (activations, gradients)``, both (N,K,h,w): the layer's output
     captured with a forward hook and :math:`\\partial y^c / \\partial A^k_{ij}` from ``torch.autograd.grad``, for every
     image of the batch (the score of image n depends only on image n, so the gradient of the summed score works).
     The model's hooks must be gone afterwards."""
-    cases = []
-    for seed, class_index in ((0, 3), (1, 6)):
-        net, layer, x = _tiny_net(seed)
-        cases.append(((net, x, layer, class_index), _reference_gradients(net, layer, x, class_index)))
+    name, cases = cases_for("layer_gradients", _layer_gradient_cases(), hidden)
 
     def compare(actual, expected) -> bool:
         try:
             activations, gradients = actual
         except (TypeError, ValueError):
             return False
-        leftover = any(module._forward_hooks for module in cases[0][0][0].modules()) or \
-            any(module._forward_hooks for module in cases[1][0][0].modules())
+        leftover = any(module._forward_hooks for args, _ in cases for module in args[0].modules())
         return not leftover and close(activations, expected[0], atol=1e-5) and close(gradients, expected[1], atol=1e-5)
 
-    return run_check("layer_gradients", student, cases, compare=compare,
-                     hint="handle = layer.register_forward_hook(lambda m, i, o: store.update(A=o)); logits = model(x); "
-                          "handle.remove(); (g,) = torch.autograd.grad(logits[:, class_index].sum(), store['A']); "
-                          "return store['A'].detach(), g")
+    return run_check(name, student, cases, compare=compare,
+                     hint="register a forward hook on `layer` that stores its output, run the model, remove the hook "
+                          "(also if the forward pass fails), then ask autograd for the gradient of the class's score "
+                          "(summed over the batch) with respect to the STORED output, not the input")
 
 
-def _gradient_cases(seed: int):
-    generator = torch.Generator().manual_seed(seed)
-    return [(torch.randn(n, k, h, w, generator=generator).clamp_min(0), torch.randn(n, k, h, w, generator=generator))
-            for n, k, h, w in ((1, 4, 3, 5), (2, 8, 7, 7), (3, 5, 2, 6))]
+#: worked example: the mean of [[-6, 2], [0, -4]] is -2, the mean of [[6, 0], [4, -4]] is 1.5
+GRADCAM_WEIGHTS = [((torch.tensor([[[[-6., 2.], [0., -4.]], [[6., 0.], [4., -4.]]]]),), torch.tensor([[-2., 1.5]]))]
 
 
-def check_gradcam_weights(student) -> CheckResult:
+def check_gradcam_weights(student, hidden: list | None = None) -> CheckResult:
     """``student(gradients (N,K,h,w)) -> (N,K)``: :math:`\\alpha^c_k = \\frac{1}{Z}\\sum_{ij}
     \\partial y^c / \\partial A^k_{ij}`, the spatial MEAN of the gradient (Z = h * w)."""
-    cases = [((g.clone(),), g.mean(dim=(2, 3))) for _, g in _gradient_cases(4)]
-    return run_check("gradcam_weights", student, cases,
-                     hint="average over the two spatial dimensions: gradients.mean(dim=(2, 3)); the sum is Z times "
-                          "too large (1/Z in the formula), and dim=1 would average over channels instead")
+    name, cases = cases_for("gradcam_weights", GRADCAM_WEIGHTS, hidden)
+    return run_check(name, student, cases,
+                     hint="average every channel's gradient over its h * w positions: the sum is Z times too large "
+                          "(1/Z in the formula), and averaging over the channels gives the wrong shape")
 
 
-def check_gradcam_map(student) -> CheckResult:
+#: worked example: image 0 has alpha = (0, 3, -4/3): 3 A^1 - 4/3 A^2 < 0 at 4 of 6 positions, where the ReLU gives 0
+GRADCAM_MAP = [((torch.tensor([[[[1., 0., 0.], [1., 2., 1.]], [[1., 3., 1.], [0., 0., 0.]], [[3., 3., 1.], [2., 1.,
+    3.]]], [[[1., 3., 0.], [0., 3., 1.]], [[2., 0., 2.], [3., 3., 2.]], [[3., 1., 1.], [1., 3., 2.]]]]),
+    torch.tensor([[[[4., -6., -6.], [4., 2., 2.]], [[0., 4., 0.], [4., 6., 4.]], [[-6., -4., 4.], [-4., 0., 2.]]],
+    [[[4., 0., 2.], [6., 6., -2.]], [[6., -2., 2.], [-2., -2., 4.]], [[6., -4., -2.], [0., -6., 0.]]]])),
+    torch.tensor([[[0., 5., 1.66667], [0., 0., 0.]], [[1.66667, 7., 1.], [2., 8., 2.66667]]]))]
+
+
+def check_gradcam_map(student, hidden: list | None = None) -> CheckResult:
     """``student(activations (N,K,h,w), gradients (N,K,h,w)) -> (N,h,w)``: the raw Grad-CAM map
     :math:`\\mathrm{ReLU}(\\sum_k \\alpha^c_k A^k)` at the layer's resolution (no upsampling, no scaling)."""
-    cases = [((a.clone(), g.clone()), torch.einsum("nk,nkhw->nhw", g.mean(dim=(2, 3)), a).clamp_min(0))
-             for a, g in _gradient_cases(5)]
-    return run_check("gradcam_map", student, cases,
-                     hint="alpha = gradients.mean(dim=(2, 3)); weighted sum over channels "
-                          "torch.einsum('nk,nkhw->nhw', alpha, activations); then the ReLU: .clamp_min(0)")
+    name, cases = cases_for("gradcam_map", GRADCAM_MAP, hidden)
+    return run_check(name, student, cases,
+                     hint="first the channel weights (the spatial mean of each channel's gradient), then the "
+                          "weighted sum of the activation maps over the channels, then the ReLU (negative values "
+                          "become 0); no upsampling and no scaling")

@@ -1,108 +1,68 @@
-"""Checks for chapter 04, evaluating explanations: intersection over union, the Grad-CAM paper's box from a map
-(15% of the maximum, largest connected segment) and one round of the pointing game."""
+"""Checks for chapter 04, evaluating explanations: box overlap, the paper's localization box, the pointing game."""
 from __future__ import annotations
 
 import numpy as np
-import torch
-from scipy import ndimage
 
-from camlab.exercises._checking import CheckResult, close, run_check
+from camlab.exercises._checking import CheckResult, cases_for, close, run_check
 
-
-def _iou(a, b) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+#: worked examples: two 4x4 boxes overlapping in a 2x2 square: 4 / (16 + 16 - 4) = 1/7; boxes apart: 0
+IOU = [(((0, 0, 4, 4), (2, 2, 6, 6)), 0.14286),
+       (((0, 0, 2, 2), (3, 3, 5, 5)), 0.)]
 
 
-def check_iou(student) -> CheckResult:
-    """``student(box_a, box_b) -> float``: intersection over union of two ``(x0, y0, x1, y1)`` boxes with exclusive
-    upper edges (area = (x1 - x0) * (y1 - y0)); 0.0 when they do not overlap."""
-    cases = [(((0, 0, 10, 10), (5, 5, 15, 15)), 25 / 175),
-             (((0, 0, 10, 10), (0, 0, 10, 10)), 1.0),
-             (((0, 0, 4, 4), (6, 6, 9, 9)), 0.0),                  # apart: no negative "overlap"
-             (((0, 0, 4, 4), (4, 0, 8, 4)), 0.0),                  # touching edges share no pixel
-             (((2, 3, 12, 7), (4, 1, 6, 20)), _iou((2, 3, 12, 7), (4, 1, 6, 20)))]  # a cross: neither inside
-    generator = np.random.default_rng(4)
-    for _ in range(4):
-        a = generator.integers(0, 30, 4)
-        b = generator.integers(0, 30, 4)
-        a = (min(a[0], a[2]), min(a[1], a[3]), max(a[0], a[2]) + 1, max(a[1], a[3]) + 1)
-        b = (min(b[0], b[2]), min(b[1], b[3]), max(b[0], b[2]) + 1, max(b[1], b[3]) + 1)
-        cases.append(((tuple(map(int, a)), tuple(map(int, b))), _iou(a, b)))
-    return run_check("iou", lambda a, b: float(student(a, b)), cases,
-                     hint="intersection width = max(0, min(x1, x1') - max(x0, x0')), the same for the height; "
-                          "union = area_a + area_b - intersection (clamp at 0 so boxes that miss give 0)",
-                     compare=lambda a, e: close(a, e, atol=1e-9))
+def check_iou(student, hidden: list | None = None) -> CheckResult:
+    """``student(box_a, box_b) -> float``: intersection over union of two ``(x0, y0, x1, y1)`` boxes with
+    exclusive upper edges, :math:`|A \\cap B| / |A \\cup B|` (0 for boxes that do not overlap)."""
+    name, cases = cases_for("iou", IOU, hidden)
+    return run_check(name, lambda a, b: float(student(a, b)), cases,
+                     hint="the intersection is a box too: its left edge is the larger of the two left edges, its "
+                          "right edge the smaller of the right edges (and the same for y); a negative width or "
+                          "height means no overlap (0); the union is area A + area B - intersection",
+                     compare=lambda a, e: close(a, e, atol=1e-4))
 
 
-def _paper_box(heat: np.ndarray, threshold: float = 0.15) -> tuple[int, int, int, int]:
-    region = heat >= threshold * heat.max()
-    segments, count = ndimage.label(region, structure=np.ones((3, 3), dtype=bool))
-    sizes = np.bincount(segments.ravel())[1:]
-    ys, xs = np.nonzero(segments == int(np.argmax(sizes)) + 1)
-    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+#: worked examples: two 2x2 blocks touching at a corner are one 8-connected segment, larger than the single 6;
+#: a column of values exactly 15% of the maximum is kept (>=) and is larger than the maximum's own segment
+LOCALIZATION_BOX = [((np.array([[5., 5., 0., 0., 0., 0.], [5., 5., 0., 0., 0., 0.], [0., 0., 4., 4., 0., 0.], [0.,
+    0., 4., 4., 0., 0.], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 0., 6.]]),), (0, 0, 4, 4)),
+                    ((np.array([[0.15, 0., 0., 0., 0., 0.], [0.15, 0., 0., 1., 0., 0.], [0.15, 0., 0., 1., 0., 0.],
+                        [0.15, 0., 0., 0., 0., 0.]]),), (0, 0, 1, 4))]
 
 
-def _blob_maps() -> list[np.ndarray]:
-    """Maps with a big weak blob and a small strong one (the box must go around the big one), blobs that touch only
-    diagonally (8-connected: one segment) and a 15% edge case."""
-    maps = []
-    yy, xx = np.mgrid[0:32, 0:40]
-    big = 0.5 * np.exp(-((yy - 20) ** 2 + (xx - 12) ** 2) / 40.0)
-    small = 1.0 * np.exp(-((yy - 6) ** 2 + (xx - 33) ** 2) / 3.0)
-    maps.append(big + small)
-    diagonal = np.zeros((12, 12))
-    diagonal[2:5, 2:5] = 1.0
-    diagonal[5:9, 5:9] = 0.8   # touches the first block only at a corner
-    diagonal[0, 11] = 0.9      # a single far pixel
-    maps.append(diagonal)
-    edge = np.zeros((10, 10))
-    edge[4:6, 4:6] = 1.0
-    edge[1:9, 1] = 0.15        # exactly 15% of the max: kept (>=), but a separate, larger segment
-    maps.append(edge)
-    generator = np.random.default_rng(7)
-    for _ in range(2):
-        low = generator.random((5, 5)) ** 3
-        maps.append(torch.nn.functional.interpolate(torch.tensor(low)[None, None], size=(40, 40), mode="bilinear",
-                                                    align_corners=False)[0, 0].numpy())
-    return maps
-
-
-def check_localization_box(student) -> CheckResult:
+def check_localization_box(student, hidden: list | None = None) -> CheckResult:
     """``student(heatmap) -> (x0, y0, x1, y1)``: the Grad-CAM paper's box for a non-negative (H,W) numpy map: keep
     pixels ``>= 0.15 * max``, find 8-connected segments (``scipy.ndimage.label`` with a 3x3 structure of ones),
     and return the tight box of the largest one, upper edges exclusive (x = column, y = row)."""
-    cases = [((heat.copy(),), _paper_box(heat)) for heat in _blob_maps()]
-    return run_check("localization_box", lambda heat: tuple(int(v) for v in student(heat)), cases,
-                     hint="region = heat >= 0.15 * heat.max(); ndimage.label(region, structure=np.ones((3, 3))) "
-                          "(diagonal neighbours connect); keep the segment with the most pixels (not the one holding "
-                          "the maximum); box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)",
+    name, cases = cases_for("localization_box", LOCALIZATION_BOX, hidden)
+    return run_check(name, lambda heat: tuple(int(v) for v in student(heat)), cases,
+                     hint="keep pixels at or above 15% of the maximum; label connected segments with diagonal "
+                          "neighbours counting as connected; keep the segment with the most pixels (not the one "
+                          "holding the maximum); upper edges are one past the last row/column",
                      compare=lambda a, e: tuple(a) == tuple(e))
 
 
-def _hit(heat: np.ndarray, mask: np.ndarray, tolerance: float) -> bool:
-    near = ndimage.distance_transform_edt(~mask) <= tolerance
-    row, col = np.unravel_index(int(np.argmax(heat)), heat.shape)
-    return bool(near[row, col])
+#: the object's mask in the pointing cases: rows 1-2, columns 1-2 of a 6x6 image
+POINTING_MASK = np.array([[False, False, False, False, False, False], [False, True, True, False, False, False],
+    [False, True, True, False, False, False], [False, False, False, False, False, False], [False, False, False,
+    False, False, False], [False, False, False, False, False, False]])
+#: worked examples: the maximum at (row 2, column 4) is 2 pixels right of the mask: a miss with tolerance 1; at
+#: (4, 4) it is sqrt(2^2 + 2^2) = 2.83 from the mask's corner (2, 2): a miss with tolerance 2; at (2, 4) with
+#: tolerance 2: a hit
+POINTING_HIT = [((np.array([[0., 0., 0., 0., 0., 0.5], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 1., 0.], [0., 0.,
+    0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.]]), POINTING_MASK.copy(), 1), False),
+                ((np.array([[0., 0., 0., 0., 0., 0.5], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.], [0., 0.,
+                    0., 0., 0., 0.], [0., 0., 0., 0., 1., 0.], [0., 0., 0., 0., 0., 0.]]), POINTING_MASK.copy(), 2),
+                    False),
+                ((np.array([[0., 0., 0., 0., 0., 0.5], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 1., 0.], [0., 0.,
+                    0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.]]), POINTING_MASK.copy(), 2),
+                    True)]
 
 
-def check_pointing_hit(student) -> CheckResult:
+def check_pointing_hit(student, hidden: list | None = None) -> CheckResult:
     """``student(heatmap, mask, tolerance) -> bool``: one round of the pointing game: does the map's maximum lie
     within ``tolerance`` pixels (Euclidean) of the bool ``mask``? (Maps here have one maximum.)"""
-    cases = []
-    mask = np.zeros((20, 20), dtype=bool)
-    mask[5:10, 5:10] = True
-    for (row, col), tolerance in [((7, 7), 0), ((7, 12), 2), ((7, 12), 3), ((12, 12), 3), ((12, 12), 4), ((12, 12), 5),
-                                  ((15, 4), 4), ((0, 19), 15)]:
-        heat = np.zeros((20, 20))
-        heat[row, col] = 1.0
-        heat[18, 1] = 0.5
-        cases.append(((heat, mask.copy(), tolerance), _hit(heat, mask, tolerance)))
-    return run_check("pointing_hit", lambda h, m, t: bool(student(h, m, t)), cases,
-                     hint="find the maximum with np.unravel_index(heat.argmax(), heat.shape); it hits when the "
-                          "Euclidean distance to the nearest mask pixel is <= tolerance "
-                          "(scipy.ndimage.distance_transform_edt(~mask) gives that distance for every pixel)",
+    name, cases = cases_for("pointing_hit", POINTING_HIT, hidden)
+    return run_check(name, lambda h, m, t: bool(student(h, m, t)), cases,
+                     hint="find the row and column of the map's maximum; it hits when its Euclidean distance to the "
+                          "NEAREST mask pixel is at most the tolerance (inside the mask the distance is 0)",
                      compare=lambda a, e: a == e)

@@ -3,34 +3,38 @@ from __future__ import annotations
 
 import torch
 
-from camlab.exercises._checking import CheckResult, close, run_check
-
-
-def check_region_target(student) -> CheckResult:
-    """``student(class_index, box) -> callable``: the callable maps a dense output (N, classes, h, w) to (N,)
-    scores, the sum of class ``class_index``'s map inside ``box = (x0, y0, x1, y1)`` (cells, upper edges
-    excluded)."""
-    generator = torch.Generator().manual_seed(6)
-    cases = []
-    for class_index, box in [(1, (2, 3, 6, 5)), (4, (0, 0, 16, 16)), (0, (10, 1, 11, 9))]:
-        output = torch.randn(3, 5, 16, 16, generator=generator)
-        x0, y0, x1, y1 = box
-        cases.append(((class_index, box, output), output[:, class_index, y0:y1, x0:x1].sum(dim=(1, 2))))
-    return run_check("region_target", lambda c, box, output: _detached(student(c, box)(output.clone())), cases,
-                     hint="return a function of the output that slices output[:, class_index, y0:y1, x0:x1] and "
-                          "sums over the two spatial dimensions, keeping one score per image")
-
-
-def check_difference_target(student) -> CheckResult:
-    """``student(a, b) -> callable``: logits (N, classes) -> (N,) the logit of class a minus the logit of class b."""
-    generator = torch.Generator().manual_seed(8)
-    cases = []
-    for a, b in [(0, 1), (3, 2), (4, 0)]:
-        logits = torch.randn(4, 5, generator=generator) * 3
-        cases.append(((a, b, logits), logits[:, a] - logits[:, b]))
-    return run_check("difference_target", lambda a, b, logits: _detached(student(a, b)(logits.clone())), cases,
-                     hint="use the raw logits (no softmax): logits[:, a] - logits[:, b], one number per image")
+from camlab.exercises._checking import CheckResult, cases_for, run_check
 
 
 def _detached(value):
     return value.detach() if isinstance(value, torch.Tensor) else value
+
+
+#: worked example: class 1's map, columns 1-2 of rows 0-1: 1 + 2 + (-3) + 3 = 3 for the first image
+REGION_TARGET = [((1, (1, 0, 3, 2), torch.tensor([[[[0., 0., 0., -2.], [-2., -3., 3., 2.], [0., 3., -2., 1.]],
+    [[-2., 1., 2., 2.], [1., -3., 3., 3.], [-3., -1., 3., 2.]], [[-3., 3., 1., -1.], [1., 1., 1., -2.], [-3., 2.,
+    -1., 1.]]], [[[0., 0., -3., -3.], [-1., -1., -3., -2.], [-3., 0., 1., 2.]], [[2., 0., -1., 2.], [3., -1., 0.,
+    -3.], [2., 0., 3., -3.]], [[1., 2., 1., -3.], [-2., 0., 3., 2.], [-3., -2., 1., 1.]]]])), torch.tensor([3.,
+    -2.]))]
+
+
+def check_region_target(student, hidden: list | None = None) -> CheckResult:
+    """``student(class_index, box) -> callable``: the callable maps a dense output (N, classes, h, w) to (N,)
+    scores, the sum of class ``class_index``'s map inside ``box = (x0, y0, x1, y1)`` (cells, upper edges
+    excluded)."""
+    name, cases = cases_for("region_target", REGION_TARGET, hidden)
+    return run_check(name, lambda c, box, output: _detached(student(c, box)(output.clone())), cases,
+                     hint="return a function of the output that adds up class class_index's map inside the box "
+                          "(rows are y, columns are x), keeping one score per image")
+
+
+#: worked example: logits of class 0 minus logits of class 1, one number per image
+DIFFERENCE_TARGET = [((0, 1, torch.tensor([[1., 1., -3., 2.], [0., 3., 0., 1.], [2., 1., 1., 1.]])),
+    torch.tensor([0., -3., 1.]))]
+
+
+def check_difference_target(student, hidden: list | None = None) -> CheckResult:
+    """``student(a, b) -> callable``: logits (N, classes) -> (N,) the logit of class a minus the logit of class b."""
+    name, cases = cases_for("difference_target", DIFFERENCE_TARGET, hidden)
+    return run_check(name, lambda a, b, logits: _detached(student(a, b)(logits.clone())), cases,
+                     hint="use the raw logits (no softmax), class a's minus class b's, one number per image")
