@@ -253,6 +253,8 @@ class Explorer:
         image: a bundled image name (``camlab.list_images()``), a PIL image, an HxWx3 array or a (3,H,W) tensor
             in [0, 1]: one image.
         methods: the registry names offered (default: all of ``camlab.METHODS``).
+        layers: the layer names offered (default: every layer with a spatial output, ``camlab.layers(model,
+            spatial_only=True)``).
         method, layer, target, alpha, cmap: the starting state; ``method=None`` is Grad-CAM (or the first of
             ``methods``), ``layer=None`` the last spatial layer, ``target=None`` the top-1 class.
         top: how many of the model's top predictions are offered as targets.
@@ -271,9 +273,9 @@ class Explorer:
         explorer.heatmap, explorer.picture(), explorer.status
     """
 
-    def __init__(self, model: nn.Module, image, methods: Sequence[str] | None = None, *, method: str | None = None,
-                 layer: str | None = None, target: int | None = None, alpha: float = ALPHA, cmap: str = CMAP,
-                 top: int = 5, size: int = 320):
+    def __init__(self, model: nn.Module, image, methods: Sequence[str] | None = None, *,
+                 layers: Sequence[str] | None = None, method: str | None = None, layer: str | None = None,
+                 target: int | None = None, alpha: float = ALPHA, cmap: str = CMAP, top: int = 5, size: int = 320):
         from camlab.hooks import last_spatial_layer
 
         self.model = model
@@ -283,13 +285,16 @@ class Explorer:
         if self.x.shape[0] != 1:
             raise ValueError(f"the explorer shows one image, got a batch of {self.x.shape[0]}; pass image[i]")
         self.image = unnormalize(self.x, model)[0]
+        if top < 1:
+            raise ValueError(f"top must be at least 1 (how many of the top predictions to offer), got {top}")
         self.predictions = predict(model, self.x, k=min(top, len(model_info(model).labels)))[0]
         names = list(METHODS) if methods is None else [get_method(name).name for name in methods]
         if not names:
             raise ValueError("methods is empty; pass registry names from camlab.METHODS, e.g. ['gradcam', 'scorecam']")
         self.methods = names
-        self.layers = [row.name for row in model_layers(model, spatial_only=True)]
-        self.default_layer = last_spatial_layer(model, self.x)[0]
+        self.layers = self._offered_layers(layers)
+        default = last_spatial_layer(model, self.x)[0]
+        self.default_layer = default if default in self.layers else self.layers[-1]
         self.size = int(size)
         self.method, self.layer, self.target = names[0], self.default_layer, self.predictions[0][0]
         self.alpha, self.cmap = ALPHA, CMAP
@@ -302,6 +307,15 @@ class Explorer:
             method = "gradcam" if "gradcam" in names else names[0]
         self.set(method=method, layer=layer or self.default_layer, target=self.target if target is None else target,
                  alpha=alpha, cmap=cmap)
+
+    def _offered_layers(self, layers: Sequence[str] | None) -> list[str]:
+        """The model's spatial layers, or the given subset of them (each name checked against the full list)."""
+        self.layers = [row.name for row in model_layers(self.model, spatial_only=True)]
+        if layers is None:
+            return self.layers
+        if not layers:
+            raise ValueError("layers is empty; pass names from camlab.layers(model, spatial_only=True), or None")
+        return [self._checked("layer", name) for name in layers]
 
     # --- state -------------------------------------------------------------------------------------------------
     def _checked(self, name: str, value):

@@ -245,3 +245,15 @@ def test_explorer_leaves_the_model_as_it_was(lab_gap, scene):
         snapshot.assert_unchanged(lab_gap)
     finally:
         lab_gap.eval()
+
+
+def test_offered_layers_can_be_narrowed_and_the_default_is_the_last_of_them(lab_gap, scene):
+    explorer = Explorer(lab_gap, scene, methods=["gradcam", "cam"], layers=["features.2", "features.6"])
+    assert explorer.widget.children[1].children[1].options == ("features.2", "features.6")
+    assert (explorer.method, explorer.layer) == ("gradcam", "features.6")
+    with pytest.raises(ValueError, match="not a spatial layer"):
+        Explorer(lab_gap, scene, layers=["fc"])
+    with pytest.raises(ValueError, match="layers is empty"):
+        Explorer(lab_gap, scene, layers=[])
+    with pytest.raises(ValueError, match="top must be at least 1"):
+        Explorer(lab_gap, scene, top=0)
