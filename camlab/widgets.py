@@ -398,8 +398,8 @@ class Explorer:
 
     @property
     def status(self) -> str:
-        """One line on the current map: method, layer, class and time, or what went wrong."""
-        if self.error:
+        """One line on the current map (computed if need be): method, layer, class and time, or what went wrong."""
+        if self.heatmap is None:
             return f"⚠ {self.error}"
         where = f" at {self.layer!r}" if self.uses_layer else " (on the input; no layer)"
         seconds = self.seconds.get(self.key)

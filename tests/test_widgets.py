@@ -257,3 +257,10 @@ def test_offered_layers_can_be_narrowed_and_the_default_is_the_last_of_them(lab_
         Explorer(lab_gap, scene, layers=[])
     with pytest.raises(ValueError, match="top must be at least 1"):
         Explorer(lab_gap, scene, top=0)
+
+
+def test_status_of_a_map_not_yet_shown_computes_it(lab_gap, scene):
+    explorer = Explorer(lab_gap, scene).set(method="cam", layer="features.6")   # no widget: nothing computed yet
+    assert explorer.status.startswith("⚠ cam at 'features.6': CAM cannot run")
+    explorer.set(layer="features")
+    assert explorer.status.startswith("cam at 'features' for ") and explorer.status.endswith(" s")
