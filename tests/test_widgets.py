@@ -157,8 +157,8 @@ def test_opacity_and_colour_map_redraw_without_recomputing(explorer, monkeypatch
     explorer.controls["alpha"].value = 0.0
     assert np.allclose(explorer.picture(), image, atol=0.5 / 255)        # the image alone (8-bit overlay)
     explorer.set(alpha=1.0, cmap="gray")
-    gray = camlab.viz.heat_array(heat, tuple(heat.shape))
-    assert np.allclose(explorer.picture(), np.repeat(gray[..., None], 3, axis=2), atol=1.5 / 255)  # the map (256-entry LUT)
+    gray = camlab.viz.heat_array(heat, tuple(heat.shape))                # the map alone (256-entry colour table)
+    assert np.allclose(explorer.picture(), np.repeat(gray[..., None], 3, axis=2), atol=1.5 / 255)
     png = explorer._image.value
     explorer.controls["cmap"].value = "viridis"
     assert explorer._image.value != png
