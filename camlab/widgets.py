@@ -464,8 +464,10 @@ class Explorer:
 
         display(self.widget)
 
-    def __repr__(self) -> str:
-        return f"Explorer({self.status})"
+    def __repr__(self) -> str:  # describes the state without computing anything
+        layer = f"layer={self.layer!r}, " if self.uses_layer else ""
+        return (f"Explorer(method={self.method!r}, {layer}target={self.target} '{self.label}', "
+                f"{len(self._maps)} maps computed)")
 
 
 def explore(model: nn.Module, image, methods: Sequence[str] | None = None, **options) -> Explorer:

@@ -264,3 +264,12 @@ def test_status_of_a_map_not_yet_shown_computes_it(lab_gap, scene):
     assert explorer.status.startswith("⚠ cam at 'features.6': CAM cannot run")
     explorer.set(layer="features")
     assert explorer.status.startswith("cam at 'features' for ") and explorer.status.endswith(" s")
+
+
+def test_nothing_is_computed_until_the_map_is_shown_or_asked_for(lab_gap, scene, monkeypatch):
+    built = counting_builds(monkeypatch)
+    explorer = Explorer(lab_gap, scene).set(method="scorecam", layer="features.6")
+    top1 = f"{explorer.target} '{explorer.label}'"
+    assert repr(explorer) == f"Explorer(method='scorecam', layer='features.6', target={top1}, 0 maps computed)"
+    assert built == []
+    assert explorer.heatmap.shape == (64, 64) and built == [("scorecam", "features.6")]
