@@ -156,3 +156,104 @@ def test_too_little_work_to_finish_the_probe_is_not_remembered(clock):
     assert [stop - start for start, stop in clock.calls][:4] == [4, 4, 8, 8]
     assert clock.calls[-1][1] == 30
     assert _calibrate.cached_batch_size(owner, "key") is None
+
+
+# Guided backprop / deconvnet: the first call on a model runs the TorchFunctionMode and finds out whether ReLU-like
+# functions run outside activation modules; later calls on module-only models use module hooks only.
+class TwoLayer(nn.Module):
+    """x (1,3,1,1) -> flatten -> identity linear -> activation -> linear with row (1, 1, -1) (as in
+    tests/test_methods_formulas.py: vanilla (1, 0, -1), guided (1, 0, 0), deconvnet (1, 1, 0))."""
+
+    def __init__(self, activation):
+        super().__init__()
+        self.hidden, self.out, self.activation = nn.Linear(3, 3, bias=False), nn.Linear(3, 1, bias=False), activation
+        with torch.no_grad():
+            self.hidden.weight.copy_(torch.eye(3))
+            self.out.weight.copy_(torch.tensor([[1.0, 1.0, -1.0]]))
+
+    def forward(self, x):
+        return self.out(self.activation(self.hidden(x.flatten(1))))
+
+
+class FunctionalRelu(nn.Module):
+    def forward(self, h):
+        return torch.nn.functional.relu(h, inplace=True)
+
+
+MODULE_CASES = [(nn.ReLU(), [1.0, -1.0, 2.0]), (nn.ReLU(inplace=True), [1.0, -1.0, 2.0]),
+                (nn.ReLU6(), [1.0, 7.0, 2.0]), (nn.ReLU6(inplace=True), [1.0, 7.0, 2.0])]
+
+
+@pytest.mark.parametrize("activation, x", MODULE_CASES)
+def test_module_only_models_switch_to_module_hooks_with_the_same_rule(activation, x):
+    from camlab.methods._backward_rules import uses_functional_activations
+
+    model = TwoLayer(activation).eval()
+    inputs = torch.tensor(x).reshape(1, 3, 1, 1)
+    assert uses_functional_activations(model) is None
+    first = camlab.GuidedBackprop(model)(inputs, target=0, raw=True).flatten().tolist()
+    assert uses_functional_activations(model) is False
+    for _ in range(2):  # module-hook path, twice: hooks are gone after each call
+        assert camlab.GuidedBackprop(model)(inputs, target=0, raw=True).flatten().tolist() == first == [1, 0, 0]
+        assert camlab.Deconvnet(model)(inputs, target=0, raw=True).flatten().tolist() == [1, 1, 0]
+        assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_functional_relu_inside_a_module_keeps_the_function_mode():
+    from camlab.methods._backward_rules import uses_functional_activations
+
+    model = TwoLayer(FunctionalRelu()).eval()
+    inputs = torch.tensor([1.0, -1.0, 2.0]).reshape(1, 3, 1, 1)
+    for _ in range(2):
+        assert camlab.GuidedBackprop(model)(inputs, target=0, raw=True).flatten().tolist() == [1, 0, 0]
+        assert camlab.Deconvnet(model)(inputs, target=0, raw=True).flatten().tolist() == [1, 1, 0]
+    assert uses_functional_activations(model) is True
+
+
+def test_module_hook_path_still_warns_about_plain_activations():
+    model = TwoLayer(nn.Sequential(nn.ReLU(), nn.SiLU())).eval()
+    for _ in range(2):
+        with pytest.warns(UserWarning, match="SiLU") as record:
+            camlab.GuidedBackprop(model)(torch.ones(1, 3, 1, 1), target=0)
+        assert len(record) == 1
+
+
+def test_module_hook_path_removes_its_hooks_after_an_exception():
+    model = TwoLayer(nn.ReLU(inplace=True)).eval()
+    camlab.GuidedBackprop(model)(torch.ones(1, 3, 1, 1), target=0)
+
+    def failing(logits):
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        camlab.GuidedBackprop(model)(torch.ones(1, 3, 1, 1), target=failing)
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_shared_relu_module_and_residual_add_match_the_function_mode():
+    """A ResNet-style block using one in-place ReLU module twice, around a residual addition: the module-hook path
+    gives bit-for-bit the TorchFunctionMode's result."""
+    from camlab.methods._backward_rules import BackwardRuleMode
+
+    torch.manual_seed(0)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1)
+            self.relu = nn.ReLU(inplace=True)
+            self.head = nn.Linear(3, 2)
+
+        def forward(self, x):
+            y = self.relu(self.conv1(x))
+            y = self.relu(self.conv2(y) + x)
+            return self.head(y.mean((2, 3)))
+
+    model = Block().eval()
+    x = torch.randn(2, 3, 5, 5, generator=torch.Generator().manual_seed(0))
+    for rule, cls in (("guided", camlab.GuidedBackprop), ("deconvnet", camlab.Deconvnet)):
+        method = cls(model)
+        with_mode = method.input_gradient(x, [0, 1], BackwardRuleMode(rule))
+        method(x, target=[0, 1])  # first call: the probe
+        hooked = method(x, target=[0, 1], raw=True)
+        assert torch.equal(hooked, with_mode)
