@@ -78,8 +78,9 @@ class GuidedBackprop(Gradient):
     At every ReLU only positive signals that also had a positive input pass:
     :math:`R_l = [x_l > 0] \cdot [R_{l+1} > 0] \cdot R_{l+1}`. For ReLU6 (MobileNet, EfficientNet-Lite) and hardtanh
     the forward mask is the clamp's own gradient, :math:`[0 < x < 6]`. The rule is applied to modules and to
-    functional calls inside ``forward`` (``F.relu(..., inplace=True)`` in torchvision's DenseNet), by a
-    ``TorchFunctionMode`` active during the forward pass only; nothing in the model is swapped. Captum's
+    functional calls inside ``forward`` (``F.relu(..., inplace=True)`` in torchvision's DenseNet): by a
+    ``TorchFunctionMode`` for models with such functional calls, by temporary hooks on the activation modules
+    otherwise (see the module docstring); nothing in the model is swapped. Captum's
     ``GuidedBackprop`` and pytorch-grad-cam's ``GuidedBackpropReLUModel`` rewrite only ``nn.ReLU`` modules, so they
     silently give plain gradients through ReLU6 and functional ReLUs. Other activations (SiLU, GELU, Hardswish, ...)
     keep their plain gradient, with one warning per call naming them.
