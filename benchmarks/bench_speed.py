@@ -26,13 +26,13 @@ import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import interleaved_samples, medians, round_ratios  # noqa: E402
 
 import camlab  # noqa: E402
+from bench_methods import reference_scorecam  # noqa: E402
 from camlab.methods.perturbation import ScoreCAM  # noqa: E402
 
 TARGET = 285  # Egyptian cat
@@ -62,24 +62,6 @@ def distinct_masks(model, layer: str, x: torch.Tensor) -> int:
     return len(ScoreCAM._distinct_channels(captured[0][0])[1])
 
 
-def reference_scorecam(model, layer: str, x: torch.Tensor, target: int) -> torch.Tensor:
-    """The authors' code: one mask at a time, the original model, probability of the class."""
-    captured = []
-    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: captured.append(o.detach()))
-    with torch.no_grad():
-        model(x)
-    handle.remove()
-    activations = captured[0][0]
-    total = torch.zeros(activations.shape[1:])
-    with torch.inference_mode():
-        for channel in activations:
-            up = F.interpolate(channel[None, None], size=x.shape[-2:], mode="bilinear", align_corners=False)
-            if up.max() == up.min():
-                continue
-            total += F.softmax(model(x * (up - up.min()) / (up.max() - up.min())), dim=1)[0, target] * channel
-    return F.relu(total)[None]
-
-
 def scorecam_run(name, model, layer, x, rounds: int, check: bool) -> list[tuple[str, tuple, tuple | None]]:
     import pytorch_grad_cam as pgc
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -106,7 +88,7 @@ def scorecam_run(name, model, layer, x, rounds: int, check: bool) -> list[tuple[
     print(f"- physical limit (distinct masks x best ms/image): median {medians({'l': limit})['l']:.2f} s\n")
     if check:
         raw = ours(x, target=TARGET, raw=True)
-        expected = reference_scorecam(model, layer, x, TARGET)
+        expected = reference_scorecam(model, x, TARGET, layer)
         error = float((raw - expected).abs().max() / expected.abs().max())
         print(f"- camlab vs one-mask-at-a-time reference: max |difference| / max |map| = {error:.1e}\n")
     peer_goal = 5.0 if name == "efficientnet_lite0" else 2.0
