@@ -164,6 +164,7 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="1 fast round x3, 1 Score-CAM round, no reference")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress visible when redirected to a file
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
