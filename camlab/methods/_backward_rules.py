@@ -21,12 +21,13 @@ def _rule_gradient(grad: torch.Tensor, output: torch.Tensor | None, low: float, 
     """The backward signal below a clamp(x, low, high): guided :math:`g \\cdot [low < x < high] \\cdot [g > 0]`,
     deconvnet :math:`\\mathrm{ReLU}(g)`. ``x`` is inside ``(low, high)`` exactly when the clamp's output is, so the
     mask can be read off the output."""
-    grad = grad.clamp_min(0)
     if rule != "guided":
-        return grad
+        return grad.clamp_min(0)
     if high == INF:
-        return torch.ops.aten.threshold_backward(grad, output, low)
-    return torch.ops.aten.hardtanh_backward(grad, output, low, high)
+        masked = torch.ops.aten.threshold_backward(grad, output, low)
+    else:
+        masked = torch.ops.aten.hardtanh_backward(grad, output, low, high)
+    return masked.clamp_min_(0)  # in place on the fresh result: no second allocation
 
 
 class _RuleClamp(torch.autograd.Function):
