@@ -120,10 +120,10 @@ def slow_cases(model, x) -> dict:
     }
 
 
-def reference_scorecam(model, x, target):
-    """The authors' Algorithm 1, one channel at a time (as tests/test_methods_peers.py)."""
+def reference_scorecam(model, x, target, layer=LAYER):
+    """The authors' code (Score-CAM's probability form), one channel at a time (as tests/test_methods_peers.py)."""
     captured = []
-    handle = dict(model.named_modules())[LAYER].register_forward_hook(lambda m, i, o: captured.append(o.detach()))
+    handle = dict(model.named_modules())[layer].register_forward_hook(lambda m, i, o: captured.append(o.detach()))
     with torch.no_grad():
         model(x)
     handle.remove()

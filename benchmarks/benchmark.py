@@ -2,6 +2,7 @@
 
     python benchmarks/benchmark.py                 # Grad-CAM, batch 1 and 8
     python benchmarks/benchmark.py --suite methods # every method (see bench_methods.py)
+    python benchmarks/benchmark.py --suite speed   # every speed goal as a ratio (see bench_speed.py)
     python benchmarks/benchmark.py --suite all
 
 Model: efficientnet_lite0 (offline ImageNet), 224x224, layer ``bn2`` (the last, 1280 x 7 x 7), CPU. Each peer is
@@ -66,7 +67,7 @@ def gradcam_cases(model, x) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", choices=("gradcam", "methods", "all"), default="gradcam")
+    parser.add_argument("--suite", choices=("gradcam", "methods", "speed", "all"), default="gradcam")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
@@ -83,6 +84,10 @@ def main(argv=None) -> None:
             print(table(medians, "forward (no_grad)", f"Grad-CAM, batch {batch}, {rounds} rounds"))
             peers = [v for k, v in medians.items() if k not in ("forward (no_grad)", "camlab GradCAM")]
             print(f"\ncamlab / fastest peer: {medians['camlab GradCAM'] / min(peers):.2f}\n")
+    if args.suite in ("speed", "all"):
+        from bench_speed import run_speed
+
+        run_speed()
     if args.suite in ("methods", "all"):
         from bench_methods import run_methods
 

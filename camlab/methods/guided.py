@@ -1,102 +1,33 @@
 """Input-space saliency: vanilla gradient, deconvnet, guided backpropagation and Guided Grad-CAM.
 
 Each returns an (N,3,H,W) image like the input. The backward rules of deconvnet and guided backprop are applied to
-every ReLU-like call in the forward pass, modules and functional calls alike, by a ``torch.overrides.TorchFunctionMode``
-active only during that forward pass: ``nn.ReLU`` (``inplace=True`` too), ``nn.ReLU6``, ``nn.Hardtanh``,
-``F.relu``, ``torch.relu``, ``Tensor.relu``, their in-place forms, ``F.relu6`` and ``F.hardtanh``. Nothing in the
-model is swapped or hooked.
+every ReLU-like call in the forward pass: ``nn.ReLU`` (``inplace=True`` too), ``nn.ReLU6``, ``nn.Hardtanh``,
+``F.relu``, ``torch.relu``, ``Tensor.relu``, their in-place forms, ``F.relu6`` and ``F.hardtanh``. Two ways, the
+same rule:
+
+* the model calls ReLU-like *functions* outside those modules (torchvision's DenseNet: ``F.relu(..., inplace=True)``
+  in ``forward``): a ``torch.overrides.TorchFunctionMode``, active during that forward pass only, intercepts every
+  torch call (correct everywhere, but each torch call pays a Python round trip);
+* otherwise (ResNet, MobileNet, EfficientNet-Lite, ...): temporary hooks on the activation modules only, removed
+  after the pass, also after an exception: the module runs its own clamp on a detached input and a node with the
+  rule's backward is attached to its output (:class:`_RuleOnOutput`), so the forward pass costs what it costs
+  without camlab.
+
+Which applies is found once per model, during its first call (which runs the mode and records whether any ReLU-like
+function ran outside an activation module), and remembered for as long as the model object lives.
 """
 from __future__ import annotations
 
 import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from camlab.maps import upsample
+from camlab.methods._backward_rules import rule_applied
 from camlab.methods.base import InputMethod, register
 from camlab.methods.gradient import GradCAM
 from camlab.targets import Target
-
-INF = float("inf")
-
-
-class _RuleClamp(torch.autograd.Function):
-    """``clamp(x, low, high)`` (ReLU: low 0, high inf; ReLU6: 0, 6; hardtanh) with a modified backward rule.
-
-    ``guided``: :math:`\\partial = g \\cdot [low < x < high] \\cdot [g > 0]` (the plain clamp gradient, then only
-    positive signals pass); ``deconvnet``: :math:`\\partial = \\mathrm{ReLU}(g)`, the forward mask ignored."""
-
-    @staticmethod
-    def forward(ctx, x, low, high, rule, inplace):
-        inside = (x > low) & (x < high)
-        ctx.save_for_backward(inside)
-        ctx.rule = rule
-        if inplace:
-            ctx.mark_dirty(x)
-            return x.clamp_(low, None if high == INF else high)
-        return x.clamp(low, None if high == INF else high)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (inside,) = ctx.saved_tensors
-        if ctx.rule == "guided":
-            grad = grad * inside * (grad > 0)
-        else:
-            grad = grad.clamp_min(0)
-        return grad, None, None, None, None
-
-
-def _argument(args, kwargs, position, name, default):
-    if len(args) > position:
-        return args[position]
-    return kwargs.get(name, default)
-
-
-# func -> (low, high, in-place) readers; each takes (args, kwargs)
-_RELU_LIKE = {
-    F.relu: lambda a, k: (0.0, INF, bool(_argument(a, k, 1, "inplace", False))),
-    torch.relu: lambda a, k: (0.0, INF, False),
-    torch.relu_: lambda a, k: (0.0, INF, True),
-    torch.Tensor.relu: lambda a, k: (0.0, INF, False),
-    torch.Tensor.relu_: lambda a, k: (0.0, INF, True),
-    F.relu6: lambda a, k: (0.0, 6.0, bool(_argument(a, k, 1, "inplace", False))),
-    F.hardtanh: lambda a, k: (float(_argument(a, k, 1, "min_val", -1.0)), float(_argument(a, k, 2, "max_val", 1.0)),
-                              bool(_argument(a, k, 3, "inplace", False))),
-    F.hardtanh_: lambda a, k: (float(_argument(a, k, 1, "min_val", -1.0)), float(_argument(a, k, 2, "max_val", 1.0)),
-                               True),
-}
-
-# activations that keep their plain gradient (warned about)
-_OTHER_ACTIVATIONS = {
-    F.silu: "SiLU", F.gelu: "GELU", F.hardswish: "Hardswish", F.hardsigmoid: "Hardsigmoid", F.mish: "Mish",
-    F.elu: "ELU", F.leaky_relu: "LeakyReLU", F.selu: "SELU", F.celu: "CELU", F.softplus: "Softplus",
-    F.prelu: "PReLU", F.rrelu: "RReLU", F.logsigmoid: "LogSigmoid",
-}
-
-
-class BackwardRuleMode(TorchFunctionMode):
-    """While active, every ReLU-like call (see the module docstring) gets the ``rule`` backward
-    (``"guided"`` or ``"deconvnet"``); other activations run unchanged and are recorded in ``plain``."""
-
-    def __init__(self, rule: str):
-        super().__init__()
-        self.rule = rule
-        self.plain: set[str] = set()
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        reader = _RELU_LIKE.get(func)
-        if reader is not None and isinstance(args[0], torch.Tensor) and args[0].is_floating_point():
-            low, high, inplace = reader(args, kwargs)
-            return _RuleClamp.apply(args[0], low, high, self.rule, inplace)
-        name = _OTHER_ACTIVATIONS.get(func)
-        if name is not None:
-            self.plain.add(name)
-        return func(*args, **kwargs)
-
 
 @register("gradient")
 class Gradient(InputMethod):
@@ -115,7 +46,7 @@ class Gradient(InputMethod):
     def compute(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         if self.rule is None:
             return self.input_gradient(x, target)
-        mode = BackwardRuleMode(self.rule)
+        mode = rule_applied(self.model, self.rule)
         gradient = self.input_gradient(x, target, mode)
         if mode.plain:
             warnings.warn(
@@ -147,8 +78,9 @@ class GuidedBackprop(Gradient):
     At every ReLU only positive signals that also had a positive input pass:
     :math:`R_l = [x_l > 0] \cdot [R_{l+1} > 0] \cdot R_{l+1}`. For ReLU6 (MobileNet, EfficientNet-Lite) and hardtanh
     the forward mask is the clamp's own gradient, :math:`[0 < x < 6]`. The rule is applied to modules and to
-    functional calls inside ``forward`` (``F.relu(..., inplace=True)`` in torchvision's DenseNet), by a
-    ``TorchFunctionMode`` active during the forward pass only; nothing in the model is swapped. Captum's
+    functional calls inside ``forward`` (``F.relu(..., inplace=True)`` in torchvision's DenseNet): by a
+    ``TorchFunctionMode`` for models with such functional calls, by temporary hooks on the activation modules
+    otherwise (see the module docstring); nothing in the model is swapped. Captum's
     ``GuidedBackprop`` and pytorch-grad-cam's ``GuidedBackpropReLUModel`` rewrite only ``nn.ReLU`` modules, so they
     silently give plain gradients through ReLU6 and functional ReLUs. Other activations (SiLU, GELU, Hardswish, ...)
     keep their plain gradient, with one warning per call naming them.

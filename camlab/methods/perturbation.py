@@ -8,6 +8,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from camlab.maps import upsample
+from camlab.methods._calibrate import cache_key, run_in_batches
+from camlab.methods._fold import folded_copy
 from camlab.methods.base import Explainer, ForwardPass, LayerMethod, register, target_indices
 from camlab.targets import Target, class_indices, scores
 
@@ -40,71 +42,151 @@ class BatchedPerturbation(LayerMethod):
 @register("scorecam")
 class ScoreCAM(BatchedPerturbation):
     r"""Score-CAM (Wang et al., "Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks",
-    CVPR workshops 2020, https://arxiv.org/abs/1910.01279), Algorithm 1 as in the authors' code
-    (github.com/haofanwang/Score-CAM, ``cam/scorecam.py``):
+    CVPR workshops 2020, https://arxiv.org/abs/1910.01279). Each channel :math:`A^k` of the layer becomes a mask
 
     .. math::
-        M_k = \frac{\mathrm{up}(A^k) - \min \mathrm{up}(A^k)}{\max \mathrm{up}(A^k) - \min \mathrm{up}(A^k)}, \qquad
-        w^c_k = \mathrm{softmax}\big(f(x \odot M_k)\big)_c, \qquad
-        L^c = \mathrm{ReLU}\Big(\sum_k w^c_k A^k\Big)
+        H_k = \frac{\mathrm{up}(A^k) - \min \mathrm{up}(A^k)}{\max \mathrm{up}(A^k) - \min \mathrm{up}(A^k)}, \qquad
+        L^c = \mathrm{ReLU}\Big(\sum_k \alpha^c_k A^k\Big)
 
-    ``up`` is bilinear upsampling to the input (``align_corners=False``); ``x`` is the model's input as given, i.e.
-    the *normalised* tensor, which is what the authors' code multiplies. A channel whose upsampled activation is
-    constant (max = min, e.g. all zero after a ReLU) is skipped by the authors' code (``continue``: it would divide
-    0 by 0), so its weight is 0 here too and no forward pass is spent on it. Channels with identical activations
-    share one forward pass. With a callable ``target`` the weight is the callable's value on the masked input's
-    logits (so put a softmax in it if you want probabilities). Differences to the authors' code: the map is summed
-    and rectified at the layer's resolution and then upsampled (like every camlab method), where the authors upsample
-    each channel first; batches of images are supported.
+    (``up`` = bilinear upsampling to the input, ``align_corners=False``), the masked input :math:`x \odot H_k` goes
+    through the model, and its score gives the channel's weight :math:`\alpha^c_k`. The method exists in two published
+    forms, chosen with ``weighting``:
 
-    Peers: pytorch-grad-cam's ``ScoreCAM`` takes a softmax *over channels* of the raw target logits of the masked
-    inputs and upsamples with ``align_corners=True``; torchcam's subtracts the unmasked input's score. Their maps
-    differ from the paper's and from each other.
+    * ``"probability"`` (default): the authors' released code (github.com/haofanwang/Score-CAM, ``cam/scorecam.py``)
+      and arXiv v1: the class probability of the masked input, no baseline, no normalisation over channels,
 
-    ``batch_size`` masked inputs go through the model at once (64 was fastest on a 2-core CPU for
-    efficientnet_lite0 at 224x224), in channels-last memory format (about 25% faster on CPU; the model is not
-    touched, and the logits differ from the contiguous layout only by float rounding, ~1e-6); ``progress`` shows a
-    tqdm bar.
+      .. math:: \alpha^c_k = \mathrm{softmax}\big(f(x \odot H_k)\big)_c
+
+      For a model with a single output (a binary classifier's one logit) the softmax over one logit would be 1 for
+      every channel, so the probability is the sigmoid :math:`\sigma(f(x \odot H_k))` instead.
+    * ``"paper"``: Algorithm 1 of the paper (arXiv v2 / CVPRW 2020): the channel-wise increase of confidence over a
+      baseline input :math:`X_b`, normalised by a softmax *over channels*,
+
+      .. math:: S^c_k = f^c(x \odot H_k) - f^c(X_b), \qquad \alpha^c_k = \frac{\exp S^c_k}{\sum_j \exp S^c_j}
+
+      with :math:`f^c` the target's logit. The baseline (a black image in the paper's experiments) enters every
+      :math:`S^c_k` as the same constant, and a softmax does not change when a constant is added to all its
+      arguments, so :math:`\alpha^c` does not depend on :math:`X_b` at all; no baseline pass is run.
+
+    The authors answered that the two are "the same thing" with a black baseline (issue #17, 2021-07-20;
+    issues #6 and #20: they "directly set f(X_b) to zero"); they are not: the probability form gives each channel a
+    weight in [0, 1] on its own, the paper's form makes channels compete (weights sum to 1, and with logits of a few
+    units the largest channel dominates). Default: ``"probability"``, the form behind the authors' code and
+    experiments and the one the course derives (its weights do not collapse onto one channel when a layer has
+    hundreds of channels).
+
+    With a callable ``target`` its value on the masked input's output is the score: the weight itself for
+    ``"probability"``, :math:`f^c` for ``"paper"``. A channel whose upsampled activation is constant (max = min,
+    e.g. all zero after a ReLU) has no mask (0/0); the authors' code skips it (``continue``), so its weight is 0 here
+    and it takes no part in the softmax over channels. Channels with identical activations share one forward pass
+    (their weights are equal; each counts in the softmax). The map is summed and rectified at the layer's
+    resolution and then upsampled (like every camlab method); batches of images are supported.
+
+    Peers: pytorch-grad-cam's ``ScoreCAM`` is the ``"paper"`` form with raw logits, but it upsamples with
+    ``align_corners=True``, divides by ``max - min + 1e-8`` and keeps constant channels (mask 0, i.e. the score of
+    an all-zero input, inside the softmax). torchcam's subtracts the *unmasked* input's score before its softmax over
+    channels, which, by the same shift invariance, is again the ``"paper"`` form.
+
+    Speed: one inference pass per distinct mask is the physical limit; camlab reaches it as follows. The masked
+    inputs run through a private copy of the model in which each eval-mode BatchNorm is folded into the
+    convolution before it (``fold=True``, see :mod:`camlab.methods._fold`; the copy's output is checked against
+    the model's on the first image, and the model itself is used when they differ or nothing can be folded), in
+    channels-last memory format. ``batch_size=None`` (default) chooses the batch size by timing the first batches
+    of the real work (:mod:`camlab.methods._calibrate`) and remembers it per model, device and input shape; an int
+    fixes it. ``progress`` shows a tqdm bar. The model you pass is never modified.
     """
 
     uses_gradients = False
+    WEIGHTINGS = ("probability", "paper")
+
+    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
+                 batch_size: int | None = None, progress: bool = True, weighting: str = "probability",
+                 fold: bool = True):
+        # the base validates a fixed batch size; None (measure it) is ScoreCAM's own
+        super().__init__(model, layer, relu=relu, batch_size=1 if batch_size is None else batch_size,
+                         progress=progress)
+        if weighting not in self.WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {', '.join(map(repr, self.WEIGHTINGS))}, got {weighting!r}")
+        self.batch_size, self.weighting, self.fold = batch_size, weighting, fold
+
+    @staticmethod
+    def _distinct_channels(activation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For one image's (K,h,w) activations: the non-constant channels, one representative channel per distinct
+        map among them, and the index of each non-constant channel's representative."""
+        flat = activation.flatten(1)
+        varying = (flat.amax(dim=1) > flat.amin(dim=1)).nonzero()[:, 0]
+        # upsampling is a convex combination, so a constant channel stays constant and a varying one varies
+        unique, inverse = torch.unique(flat[varying], dim=0, return_inverse=True)
+        first = torch.full((len(unique),), -1, dtype=torch.long, device=flat.device)
+        first.scatter_reduce_(0, inverse, torch.arange(len(varying), device=flat.device), reduce="amin",
+                              include_self=False)
+        return varying, varying[first], inverse
+
+    def _score(self, logits, target) -> torch.Tensor:
+        """The per-mask score: the callable's value, else the probability (sigmoid for a single output) or, for
+        ``"paper"``, the logit."""
+        if _is_callable_target(target):
+            return scores(logits, target)
+        if self.weighting == "paper":
+            return logits[:, target]
+        if logits.shape[1] == 1:
+            return logits[:, target].sigmoid()
+        return logits.softmax(dim=1)[:, target]
+
+    def _scoring_model(self, forward: ForwardPass) -> nn.Module:
+        """The model the masked inputs run through: the BatchNorm-folded private copy when allowed and faithful."""
+        if self.fold and isinstance(forward.logits, torch.Tensor):
+            example = forward.inputs[:1].detach()
+            twin = folded_copy(self.model, example, forward.logits[:1])
+            if twin is not None:
+                return twin
+        return self.model
+
+    def _masked_scores(self, model: nn.Module, image: torch.Tensor, channels: torch.Tensor, target,
+                       bar) -> torch.Tensor:
+        """Scores of ``image`` (1,C,H,W) masked by each of ``channels`` (M,h,w), in batches."""
+        size = tuple(image.shape[-2:])
+        result = torch.empty(len(channels), dtype=channels.dtype, device=channels.device)
+
+        def run(start: int, stop: int) -> None:
+            masks = upsample(channels[start:stop][None], size)[0]
+            low = masks.flatten(1).amin(dim=1)[:, None, None]
+            high = masks.flatten(1).amax(dim=1)[:, None, None]
+            masks = (masks - low) / (high - low)
+            masked = (image * masks[:, None]).contiguous(memory_format=torch.channels_last)
+            result[start:stop] = self._score(model(masked), target).to(result.dtype)
+            bar.update(stop - start)
+
+        if self.batch_size is not None:
+            for start in range(0, len(channels), self.batch_size):
+                run(start, min(start + self.batch_size, len(channels)))
+        else:
+            largest = 256 if image.device.type == "cuda" else 64
+            run_in_batches(len(channels), run, self.model, cache_key(image) + (model is self.model,), image.device,
+                           largest=largest)
+        return result
 
     def weights(self, forward: ForwardPass) -> torch.Tensor:
         x, activations = forward.inputs.detach(), forward.activations
         n, k = activations.shape[:2]
-        size = tuple(x.shape[-2:])
         weights = torch.zeros(n, k, dtype=activations.dtype, device=activations.device)
-        work = []  # per image: (channel indices of unique non-constant maps, inverse index)
-        for i in range(n):
-            flat = activations[i].flatten(1)
-            varying = (flat.amax(dim=1) > flat.amin(dim=1)).nonzero()[:, 0]
-            # upsampling is a convex combination, so a constant channel stays constant and a varying one varies
-            unique, inverse = torch.unique(flat[varying], dim=0, return_inverse=True)
-            first = torch.full((len(unique),), -1, dtype=torch.long, device=flat.device)
-            first.scatter_reduce_(0, inverse, torch.arange(len(varying), device=flat.device), reduce="amin",
-                                  include_self=False)
-            work.append((varying, varying[first], inverse))
+        work = [self._distinct_channels(activations[i]) for i in range(n)]
         total = sum(len(representatives) for _, representatives, _ in work)
         with torch.inference_mode(), tqdm(total=total, desc="Score-CAM", unit="mask", disable=not self.progress,
                                           leave=False) as bar:
+            model = self._scoring_model(forward) if total else self.model
             for i, (varying, representatives, inverse) in enumerate(work):
-                target = _per_image_target(forward, i)
-                unique_weights = torch.empty(len(representatives), dtype=weights.dtype, device=weights.device)
-                for start in range(0, len(representatives), self.batch_size):
-                    channels = representatives[start:start + self.batch_size]
-                    masks = upsample(activations[i, channels][None], size)[0]
-                    low = masks.flatten(1).amin(dim=1)[:, None, None]
-                    high = masks.flatten(1).amax(dim=1)[:, None, None]
-                    masks = (masks - low) / (high - low)
-                    masked = (x[i:i + 1] * masks[:, None]).contiguous(memory_format=torch.channels_last)
-                    logits = self.model(masked)
-                    if _is_callable_target(target):
-                        unique_weights[start:start + len(channels)] = scores(logits, target).to(weights.dtype)
-                    else:
-                        unique_weights[start:start + len(channels)] = logits.softmax(dim=1)[:, target]
-                    bar.update(len(channels))
-                weights[i, varying] = unique_weights[inverse]
+                unique_scores = self._masked_scores(model, x[i:i + 1], activations[i, representatives],
+                                                    _per_image_target(forward, i), bar)
+                channel_scores = unique_scores[inverse]
+                if self.weighting == "paper":
+                    channel_scores = channel_scores.softmax(dim=0)
+                weights[i, varying] = channel_scores
         return weights
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(model={type(self.model).__name__}, layer={self.layer_name!r}, "
+                f"weighting={self.weighting!r})")
 
 
 @register("ablationcam")
