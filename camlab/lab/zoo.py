@@ -72,7 +72,8 @@ def _evidence_specs(spec) -> list[LabModelSpec]:
              "(no other class does): Grad-CAM at its last layer shows the cue", 1.000),
         spec("lab_cue_clean", "GapCNN (width 8), lab_cue_biased's recipe without the cue", 0.999),
         spec("lab_caption", "toy captioner: lab_gap's conv trunk + colour branch, attention GRU decoder; explain "
-             ".step(t), the logits of word t (word accuracy)", 0.0, layer="encoder.features", labels=WORDS),
+             ".step(t), the logits of word t (word accuracy; 95.6% of captions exactly right)", 0.977,
+             layer="encoder.features", labels=WORDS),
     ]
 
 
