@@ -108,17 +108,44 @@ def test_generate_returns_phrases_and_restores_training_mode():
 
 # --------------------------------------------------------------------------- a map per generated word
 def test_grad_cam_of_each_shape_word_lands_on_the_object_it_names():
-    """Measured on 120 held-out scenes (both shape words, resampling scenes): see NOTES-evidence.md."""
+    """Measured on 120 held-out scenes (both shape words, per-scene share, scenes resampled): the map's maximum lies
+    inside the named object's box for 0.95 [0.92, 0.98] of the words, inside the other object's for 0.02."""
     named, other = word_pointing()
     per_scene = named.mean(1)
     hit = bootstrap_ci(per_scene)
-    assert hit.n == N and hit.low >= 0.6, str(hit)
+    assert hit.n == N and hit.low >= 0.85, str(hit)
     # the control: the same map's maximum lies on the other object far less often
     comparison = paired_comparison(per_scene, other.mean(1))
-    assert comparison.difference.low >= 0.4 and comparison.p_value < 1e-9, str(comparison)
+    assert comparison.difference.low >= 0.7 and comparison.p_value < 1e-9, str(comparison)
 
 
 def test_the_left_and_right_shape_words_look_at_different_objects():
     named, _ = word_pointing()
-    for j in range(named.shape[1]):
-        assert named[:, j].mean() >= 0.5, (j, named[:, j].mean())
+    for j in range(named.shape[1]):  # the left object's shape word, then the right one's
+        assert named[:, j].mean() >= 0.8, (j, named[:, j].mean())
+
+
+# ------------------------------------------------------------------------------------------ training
+def test_camlab_train_lab_caption_writes_loadable_weights(tmp_path):
+    """A one-epoch, 64-scene run of the recipe behind ``camlab train lab_caption`` (the committed weights: 12 epochs
+    on 4,000 scenes)."""
+    from camlab.lab.train import train_model
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    result = train_model("lab_caption", out_dir=tmp_path, epochs=1, n_train=64, progress=False)
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and 0.0 <= result["phrase_accuracy"] <= 1.0
+    net = load_lab_model("lab_caption", weights_dir=tmp_path)
+    assert net(torch.zeros(2, 3, 64, 64)).shape == (2, CAPTION_LENGTH, len(WORDS))
+
+
+def test_supervised_attention_loss_is_the_negative_log_mass_on_the_object():
+    """One word, a 2x2 map, attention (0.5, 0.25, 0.125, 0.125), the object on the first two cells: the attention
+    term is -log(0.75); with uniform logits over V words the word term is log V."""
+    from camlab.lab.captioning import caption_loss
+
+    attention = torch.tensor([0.5, 0.25, 0.125, 0.125]).view(1, 1, 2, 2)
+    targets = torch.tensor([1.0, 1.0, 0.0, 0.0]).view(1, 1, 2, 2)
+    logits, tokens = torch.zeros(1, 1, len(WORDS)), torch.tensor([[3]])
+    loss = caption_loss(logits, attention, tokens, targets, attention_weight=2.0)
+    assert float(loss) == pytest.approx(np.log(len(WORDS)) - 2.0 * np.log(0.75), abs=1e-5)
+    assert float(caption_loss(logits, attention, tokens, targets, 0.0)) == pytest.approx(np.log(len(WORDS)))

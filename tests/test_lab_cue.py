@@ -124,3 +124,15 @@ def test_the_biased_model_needs_the_cue_and_the_clean_one_ignores_it():
         "lab_cue_clean"))
     assert biased_shape.high <= 0.2 and clean_shape.low >= 0.9, (str(biased_shape), str(clean_shape))
     assert biased_cue.low >= 0.4 and clean_cue.high <= 0.1, (str(biased_cue), str(clean_cue))
+
+
+def test_camlab_train_lab_cue_biased_writes_loadable_weights(tmp_path):
+    """A one-epoch, 64-scene run of the recipe behind ``camlab train lab_cue_biased`` trains on cue scenes."""
+    from camlab.lab.train import heldout_scenes, train_model
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    result = train_model("lab_cue_biased", out_dir=tmp_path, epochs=1, n_train=64, progress=False)
+    assert 0.0 <= result["test_accuracy"] <= 1.0
+    held_out = heldout_scenes("lab_cue_biased", 50)
+    assert held_out.cue_box == large_cue_box(64) and torch.equal(held_out.cue_present, held_out.labels == CIRCLE)
+    assert load_lab_model("lab_cue_biased", weights_dir=tmp_path)(torch.zeros(1, 3, 64, 64)).shape == (1, 5)
