@@ -90,7 +90,8 @@ def _sample(values, name: str = "values") -> np.ndarray:
     if arr.size == 0:
         raise ValueError(f"{name} is empty; an interval needs at least one case")
     if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinity at positions {np.flatnonzero(~np.isfinite(arr))[:5].tolist()}")
+        where = np.flatnonzero(~np.isfinite(arr))[:5].tolist()
+        raise ValueError(f"{name} contains NaN or infinity at positions {where}; drop or fix those cases first")
     return arr
 
 

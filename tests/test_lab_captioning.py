@@ -40,7 +40,8 @@ def word_pointing(steps: tuple[int, ...] = tuple(SHAPE_STEPS), n: int = N) -> tu
     for j, step in enumerate(steps):
         heat = camlab.GradCAM(captioner().step(step), layer="encoder.features")(x, target=None)
         boxes = data.object_boxes(step)
-        other_boxes = data.scenes.object_boxes[torch.arange(n), 1 - data.order[:, {**SHAPE_STEPS, **COLOUR_STEPS}[step]]]
+        which = {**SHAPE_STEPS, **COLOUR_STEPS}[step]  # 0: the left object, 1: the right one
+        other_boxes = data.scenes.object_boxes[torch.arange(n), data.order[:, 1 - which]]
         for i in range(n):
             named[i, j] = pointing_game(heat[i:i + 1], boxes[i:i + 1], tolerance=0)
             other[i, j] = pointing_game(heat[i:i + 1], other_boxes[i:i + 1], tolerance=0)

@@ -15,6 +15,11 @@ The model (Show, Attend and Tell; Xu et al., ICML 2015, at toy scale):
   and word logits :math:`W_o [h_t; z_t; c_t]`, where :math:`c_t = \sum_{ij} \alpha_{t,ij} \mathrm{rgb}_{ij}` is the
   mean input colour where the decoder attends (as ``lab_vqa`` reads it: colour words are learned far faster).
 
+Training (:func:`train_captioner`) supervises the attention: each word's attention is pushed onto the object it is
+about (:func:`caption_loss`). Without that term the attention stays diffuse and colour words stay at chance.
+Grad-CAM never sees the attention weights directly: it weights the channels of ``encoder.features`` by the
+gradient of one word's logit.
+
 Explainers call ``model(x)`` with images only, so :meth:`CaptionModel.step` fixes a decoding step::
 
     step = captioner.step(1)                              # the logits of the 2nd word (the left object's shape)
