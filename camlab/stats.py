@@ -34,7 +34,8 @@ _CHUNK = 2_000_000  # resampled values held in memory at once
 class Estimate:
     """A point estimate with its interval: ``value`` in ``[low, high]`` at confidence ``level`` from ``n`` cases.
 
-    ``str(e)`` gives ``"0.74 [0.66, 0.81], n=120"``; a format spec sets the digits (``f"{e:.3f}"``).
+    ``str(e)`` gives ``"0.74 [0.66, 0.81], n=120"``; a format spec sets the digits (``f"{e:.3f}"``) or prints
+    percent (``f"{e:.0%}"`` gives ``"74% [66%, 81%], n=120"``).
     """
 
     value: float

@@ -96,6 +96,16 @@ def test_a_decoding_step_is_a_model_of_images_only_that_shares_the_captioners_we
         model.step(CAPTION_LENGTH)
 
 
+def test_wrong_inputs_are_refused_with_what_the_captioner_takes():
+    model = captioner()
+    with pytest.raises(ValueError, match=r"normalised images \(N, 3, 64, 64\), got \(3, 64, 64\)"):
+        model(torch.zeros(3, 64, 64))
+    with pytest.raises(ValueError, match="normalised images"):
+        model.step(0)(torch.zeros(2, 1, 64, 64))
+    with pytest.raises(ValueError, match=r"reference tokens must be \(N, 7\)"):
+        model(torch.zeros(2, 3, 64, 64), torch.zeros(2, 5, dtype=torch.long))
+
+
 def test_generate_returns_phrases_and_restores_training_mode():
     model = CaptionModel()
     model.train()

@@ -17,6 +17,7 @@ def test_an_estimate_prints_value_interval_and_n():
     e = Estimate(0.7412, 0.6601, 0.8123, 120)
     assert str(e) == "0.74 [0.66, 0.81], n=120"
     assert f"{e:.3f}" == "0.741 [0.660, 0.812], n=120"
+    assert f"{e:.0%}" == "74% [66%, 81%], n=120"
     assert e.contains(0.6601) and e.contains(0.8123) and not e.contains(0.66) and not e.contains(0.82)
 
 

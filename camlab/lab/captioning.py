@@ -152,6 +152,13 @@ def _decode(model: nn.Module, images: torch.Tensor, features: torch.Tensor, step
     return torch.stack(out, 1), torch.stack(attention, 1)
 
 
+def _check_images(images) -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"the captioner takes normalised images (N, 3, 64, 64), got {shape}; "
+                         "use camlab.preprocess(images, model) or camlab.lab.normalise(images)")
+
+
 class CaptionModel(nn.Module):
     """CNN encoder + attention GRU decoder. ``forward(images)`` -> (N, CAPTION_LENGTH, len(WORDS)) logits of greedy
     decoding; ``forward(images, tokens)`` teacher-forces the reference ``tokens`` (training)."""
@@ -162,6 +169,10 @@ class CaptionModel(nn.Module):
         self.decoder = AttentionDecoder(4 * width, hidden=hidden)
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        _check_images(images)
+        if tokens is not None and tuple(tokens.shape) != (images.shape[0], CAPTION_LENGTH):
+            raise ValueError(f"reference tokens must be (N, {CAPTION_LENGTH}) = ({images.shape[0]}, {CAPTION_LENGTH}) "
+                             f"word ids (CaptionSet.tokens), got shape {tuple(tokens.shape)}")
         return _decode(self, images, self.encoder(images), CAPTION_LENGTH, tokens)[0]
 
     def step(self, t: int) -> "CaptionStep":
@@ -196,6 +207,7 @@ class CaptionStep(nn.Module):
         self.train(captioner.training)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        _check_images(images)
         return _decode(self, images, self.encoder(images), self.t + 1)[0][:, self.t]
 
     def extra_repr(self) -> str:
