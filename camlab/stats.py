@@ -129,8 +129,10 @@ def _bca_quantiles(data: np.ndarray, statistic: Callable, theta: float, boot: np
                    alpha: float) -> tuple[float, float]:
     """BCa's adjusted quantile levels for the lower and upper end (Efron 1987)."""
     z0 = special.ndtri((np.count_nonzero(boot < theta) + 0.5 * np.count_nonzero(boot == theta)) / boot.size)
-    jack = _apply(statistic, np.stack([np.delete(data, i) for i in range(data.size)])) if data.size > 1 \
-        else np.array([theta])
+    n = data.size
+    rows = max(1, _CHUNK // n)  # leave-one-out samples held in memory at once (BCa costs n^2 values in all)
+    jack = np.concatenate([_apply(statistic, np.stack([np.delete(data, i) for i in range(s, min(s + rows, n))]))
+                           for s in range(0, n, rows)]) if n > 1 else np.array([theta])
     d = jack.mean() - jack
     denom = 6.0 * float((d ** 2).sum()) ** 1.5
     a = float((d ** 3).sum()) / denom if denom > 0 else 0.0
@@ -206,7 +208,8 @@ def paired_comparison(a, b, *, test: str = "sign", n_resamples: int = 10_000, le
     resamples *cases* (pairs stay together, so the between-case spread cancels). The p-value is two-sided:
 
     * ``test="sign"`` (default): the exact sign test on the signs of :math:`a_i - b_i` (:func:`sign_test`); it
-      assumes nothing about the shape of the differences.
+      assumes nothing about the shape of the differences. On 0/1 outcomes (hit or miss per case) it is the
+      exact McNemar test: only the discordant cases count.
     * ``test="wilcoxon"``: the Wilcoxon signed-rank test (scipy's, zero differences dropped); more powerful, but
       it assumes the differences are symmetric about their median.
     """

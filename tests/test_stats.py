@@ -173,3 +173,13 @@ def test_the_interval_width_shrinks_like_one_over_root_n():
     w100, w400 = (wilson_interval(k, n) for k, n in ((30, 100), (120, 400)))
     ratio = (w100.high - w100.low) / (w400.high - w400.low)
     assert ratio == pytest.approx(2.0, rel=0.05) and math.isfinite(ratio)
+
+
+def test_on_hit_or_miss_outcomes_the_paired_test_is_exact_mcnemar():
+    """100 cases: both hit 60, only A 15, only B 5, both miss 20. Only the 20 discordant cases count:
+    p = binomtest(15, 20).pvalue; the difference of hit rates is (15 - 5) / 100 = 0.10."""
+    a = np.array([1] * 60 + [1] * 15 + [0] * 5 + [0] * 20)
+    b = np.array([1] * 60 + [0] * 15 + [1] * 5 + [0] * 20)
+    c = paired_comparison(a, b)
+    assert c.p_value == pytest.approx(stats.binomtest(15, 20).pvalue, rel=1e-9)
+    assert c.difference.value == pytest.approx(0.10) and (c.wins_a, c.wins_b, c.ties) == (15, 5, 80)
