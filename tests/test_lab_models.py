@@ -21,8 +21,12 @@ ACCURACY_FLOORS = {
     "lab_weak": 0.62,
     "lab_strong": 0.98,
     "lab_vqa": 0.97,
+    # the cleaner bias pair and the captioner (word accuracy): tests/test_lab_cue.py, tests/test_lab_captioning.py
+    "lab_cue_biased": 0.97,
+    "lab_cue_clean": 0.97,
+    "lab_caption": 0.95,
 }
-CLASSIFIERS = [n for n in LAB_MODELS if n != "lab_vqa"]
+CLASSIFIERS = [n for n in LAB_MODELS if n not in ("lab_vqa", "lab_caption")]
 N_TEST = 500  # the first 500 scenes of each fixed test set keep the suite fast
 
 
@@ -56,7 +60,10 @@ def test_lab_model_loads_offline_in_eval_mode_with_metadata(name):
     info = net.camlab
     assert isinstance(info, ModelInfo) and info.name == name
     assert info.input_size == (64, 64) and info.mean == (0.5, 0.5, 0.5) and info.std == (0.5, 0.5, 0.5)
-    expected = list(ANSWERS) if name == "lab_vqa" else ["circle", "square", "triangle", "cross", "ring"]
+    from camlab.lab.captioning import WORDS
+
+    expected = {"lab_vqa": list(ANSWERS), "lab_caption": list(WORDS)}.get(
+        name, ["circle", "square", "triangle", "cross", "ring"])
     assert info.labels == expected
     assert all(p.dtype == torch.float32 for p in net.parameters())
     net.get_submodule(LAB_MODELS[name].default_layer)

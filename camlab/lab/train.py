@@ -39,6 +39,8 @@ class Recipe:
     lr: float = 3e-3
     batch_size: int = 64
     kind: str = "classifier"  # or "vqa"
+    make_scenes: Callable[..., Scenes] = make_scenes  # the scene generator ``scenes`` is passed to
+    trainer: Callable[..., dict] | None = None  # a model's own training loop, returning its test metrics
 
 
 def _recipes() -> dict[str, Recipe]:
@@ -54,6 +56,23 @@ def _recipes() -> dict[str, Recipe]:
         "lab_weak": Recipe(lambda: GapCNN(width=4), epochs=6, n_train=1000),
         "lab_strong": Recipe(lambda: GapCNN(width=16), epochs=5),
         "lab_vqa": Recipe(lambda: VQAModel(), epochs=40, n_train=4000, lr=3e-3, kind="vqa"),
+        **_evidence_recipes(),
+    }
+
+
+def _evidence_recipes() -> dict[str, Recipe]:
+    """The cleaner bias pair (:mod:`camlab.lab.cue`) and the captioning model (:mod:`camlab.lab.captioning`)."""
+    from .architectures import GapCNN
+    from .captioning import CaptionModel, train_captioner
+    from .cue import CUE_SCENES, make_cue_scenes
+
+    return {
+        "lab_caption": Recipe(lambda: CaptionModel(), epochs=12, n_train=4000, lr=3e-3, kind="caption",
+                              trainer=train_captioner),
+        "lab_cue_biased": Recipe(lambda: GapCNN(width=8), epochs=3, scenes=dict(CUE_SCENES),
+                                 make_scenes=make_cue_scenes),
+        "lab_cue_clean": Recipe(lambda: GapCNN(width=8), epochs=3, scenes=dict(CUE_SCENES, cue_rate=0.0),
+                                make_scenes=make_cue_scenes),
     }
 
 
@@ -87,7 +106,8 @@ def accuracy(model: nn.Module, scenes: Scenes, batch_size: int = 250) -> float:
 
 def heldout_scenes(name: str, n: int = TEST_SIZE) -> Scenes:
     """The fixed seeded test set a lab classifier's accuracy is reported on (training distribution)."""
-    return make_scenes(n, seed=TEST_SEED, **recipe(name).scenes)
+    r = recipe(name)
+    return r.make_scenes(n, seed=TEST_SEED, **r.scenes)
 
 
 def _train_classifier(model: nn.Module, r: Recipe, seed: int, epochs: int, n_train: int, progress: bool,
@@ -99,7 +119,7 @@ def _train_classifier(model: nn.Module, r: Recipe, seed: int, epochs: int, n_tra
     g = torch.Generator().manual_seed(seed)
     bar = _progress(range(epochs), progress, desc=f"train {name}", unit="epoch")
     for epoch in bar:
-        data = make_scenes(n_train, seed=seed * 1000 + epoch, **r.scenes)
+        data = r.make_scenes(n_train, seed=seed * 1000 + epoch, **r.scenes)
         x_all = normalise(data.images, LAB_MEAN, LAB_STD)
         order = torch.randperm(n_train, generator=g)
         model.train()
@@ -145,7 +165,11 @@ def train_model(name: str, *, seed: int = 0, out_dir: str | Path | None = None, 
     torch.manual_seed(seed)
     model = r.build()
     start = time.perf_counter()
-    if r.kind == "vqa":
+    if r.trainer is not None:  # a model with its own loop measures itself on its own test set
+        metrics = r.trainer(model, seed=seed, epochs=epochs, n_train=n_train, lr=r.lr, batch_size=r.batch_size,
+                            progress=progress)
+        seconds = time.perf_counter() - start
+    elif r.kind == "vqa":
         from .vqa import train_vqa, vqa_accuracy, vqa_test_set
 
         train_vqa(model, seed=seed, epochs=epochs, n_train=n_train, lr=r.lr, batch_size=r.batch_size,

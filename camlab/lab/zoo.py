@@ -59,7 +59,22 @@ def _specs() -> dict[str, LabModelSpec]:
         spec("lab_vqa", "toy VQA: lab_gap's conv trunk + colour branch, GRU question encoder, FiLM relevance map; "
              "explain .bind(question)", 0.999,
              layer="image_encoder.features", labels=ANSWERS),
+        *_evidence_specs(spec),
     ]}
+
+
+def _evidence_specs(spec) -> list[LabModelSpec]:
+    """The cleaner bias pair (:mod:`camlab.lab.cue`) and the captioner (:mod:`camlab.lab.captioning`)."""
+    from .captioning import WORDS
+
+    return [
+        spec("lab_cue_biased", "GapCNN (width 8) trained on faint circles that all carry a large 10x10 checkerboard "
+             "(no other class does): Grad-CAM at its last layer shows the cue", 1.000),
+        spec("lab_cue_clean", "GapCNN (width 8), lab_cue_biased's recipe without the cue", 0.999),
+        spec("lab_caption", "toy captioner: lab_gap's conv trunk + colour branch, attention GRU decoder; explain "
+             ".step(t), the logits of word t (word accuracy; 95.6% of captions exactly right)", 0.977,
+             layer="encoder.features", labels=WORDS),
+    ]
 
 
 #: name -> :class:`LabModelSpec` for every lab model.

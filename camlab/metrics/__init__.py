@@ -9,6 +9,7 @@ otherwise (papers often print percent); correlations are in [-1, 1]. ``progress=
 metric                         paper                                                      better
 =============================  =========================================================  =====================
 :func:`localization_error`     Grad-CAM (ICCV 2017) Table 1, ILSVRC protocol               lower
+:func:`localization_sweep`     the same error (GT-known) at each box threshold             lower
 :func:`pointing_game`          Zhang et al. (ECCV 2016); Grad-CAM Sec. 5                   higher
 :func:`average_drop`           Grad-CAM++ (WACV 2018)                                      lower
 :func:`increase_in_confidence` Grad-CAM++ (WACV 2018)                                      higher
@@ -26,10 +27,12 @@ from camlab.metrics.faithfulness import (auc, average_drop, causal_curve, confid
                                          occlusion_faithfulness)
 from camlab.metrics.localization import box_from_map, gt_boxes, gt_masks, iou, label_sets, localization_error, pointing_game
 from camlab.metrics.sanity import cascade_layers, sanity_check
+from camlab.metrics.sweep import ThresholdSweep, localization_sweep
 
 __all__ = [
     "auc", "average_drop", "box_from_map", "cascade_layers", "causal_curve", "class_discrimination",
     "confidence_change", "deletion_auc", "gaussian_blur", "gt_boxes", "gt_masks", "increase_in_confidence",
-    "insertion_auc", "iou", "label_sets", "localization_error", "mass_inside", "occlusion_correlation",
-    "occlusion_faithfulness", "pointing_game", "sanity_check", "saliency", "spearman",
+    "insertion_auc", "iou", "label_sets", "localization_error", "localization_sweep", "mass_inside",
+    "occlusion_correlation", "occlusion_faithfulness", "pointing_game", "sanity_check", "saliency", "spearman",
+    "ThresholdSweep",
 ]
