@@ -6,11 +6,10 @@ its own object.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
-from camlab.metrics._common import MapSource, compute_maps
+from camlab.metrics._common import MapSource, compute_maps, is_precomputed
 from camlab.metrics.localization import gt_masks
 
 
@@ -46,7 +45,7 @@ def class_discrimination(model: nn.Module, x: torch.Tensor, explainer: MapSource
         the images: ``a`` is the share of class a's map inside object a, ``a_on_b`` the share of class a's map on
         object b (the confusion a class-discriminative method avoids). A uniform map scores each object's area.
     """
-    if isinstance(explainer, (torch.Tensor, np.ndarray)) or not callable(explainer):
+    if is_precomputed(explainer) or not callable(explainer):
         raise TypeError("class_discrimination needs an explainer (a callable (x, target) -> maps): it explains two "
                         "classes")
     n, size = x.shape[0], tuple(x.shape[-2:])
