@@ -23,20 +23,25 @@ class ModelInfo:
     std: tuple[float, float, float]
     description: str = ""
 
-    def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        shape = (1, -1, 1, 1)
-        return (torch.as_tensor(self.mean, dtype=like.dtype, device=like.device).view(shape),
-                torch.as_tensor(self.std, dtype=like.dtype, device=like.device).view(shape))
-
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """(N,3,H,W) images in [0, 1] as model inputs: :math:`(p - \\mu) / \\sigma` per channel."""
-        mean, std = self._stats(images)
-        return (images - mean) / std
+        return normalize(images, self.mean, self.std)
 
     def unnormalize(self, inputs: torch.Tensor) -> torch.Tensor:
         """(N,3,H,W) model inputs back to [0, 1] pixel space: :math:`x \\sigma + \\mu` (no clamping)."""
-        mean, std = self._stats(inputs)
+        mean, std = _channel_stats(inputs, self.mean, self.std)
         return inputs * std + mean
+
+
+def _channel_stats(like: torch.Tensor, mean, std) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.as_tensor(mean, dtype=like.dtype, device=like.device).view(-1, 1, 1),
+            torch.as_tensor(std, dtype=like.dtype, device=like.device).view(-1, 1, 1))
+
+
+def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
+    """:math:`(p - \\mu) / \\sigma` per channel of (3,H,W) or (N,3,H,W) images; the one normalisation formula."""
+    mean, std = _channel_stats(images, mean, std)
+    return (images - mean) / std
 
 
 def info_of(model: nn.Module) -> ModelInfo | None:

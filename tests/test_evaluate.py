@@ -73,7 +73,7 @@ def test_boxes_json_is_well_formed():
                 assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height, (name, obj["name"])
 
 
-#: the composites' layout (camlab.images.build_bundled_images): source crop, tile size, tile position
+#: the composites' layout (camlab.bundled_images.build_bundled_images): source crop, tile size, tile position
 TILES = {
     "cat_and_coffee": [("cat", (60, 0, 360, 300), (0, 112), False), ("coffee", (170, 20, 420, 270), (224, 112), False)],
     "two_cats": [("cat", (60, 0, 360, 300), (0, 112), False), ("cat", (60, 0, 360, 300), (224, 112), True)],

@@ -32,7 +32,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from camlab.modelinfo import normalize
+
 LAB_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "ring")
+#: the lab models' input: 64x64 RGB in [0, 1], normalised with mean = std = 0.5 per channel (to [-1, 1])
+LAB_INPUT_SIZE = (64, 64)
+LAB_MEAN = (0.5, 0.5, 0.5)
+LAB_STD = (0.5, 0.5, 0.5)
 
 #: Named flat colours (RGB in [0, 1]); each object gets one plus a little jitter.
 COLOURS: dict[str, tuple[float, float, float]] = {
@@ -337,8 +343,7 @@ def make_scenes(
     )
 
 
-def normalise(x: torch.Tensor, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> torch.Tensor:
-    """``(x - mean) / std`` per channel, the formula :func:`camlab.preprocess` applies for lab models."""
-    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-    return (x - m) / s
+def normalise(x: torch.Tensor, mean=LAB_MEAN, std=LAB_STD) -> torch.Tensor:
+    """``(x - mean) / std`` per channel of (3,H,W) or (N,3,H,W) images, the formula :func:`camlab.preprocess`
+    applies for lab models (:func:`camlab.modelinfo.normalize`)."""
+    return normalize(x, mean, std)
