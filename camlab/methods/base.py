@@ -62,7 +62,11 @@ class Explainer:
         x = check_input(x)
         with preserved_state(self.model):
             maps = self.compute(x, target)
-        maps = maps.detach()
+        return self.present(maps.detach(), x, raw)
+
+    def present(self, maps: torch.Tensor, x: torch.Tensor, raw: bool) -> torch.Tensor:
+        """The computed maps as returned: ReLU (unless ``relu=False``), then, unless ``raw``, upsampled to the
+        input and scaled per image to [0, 1] ([-1, 1] for signed maps)."""
         if self.relu:
             maps = maps.clamp_min(0)
         if raw:
@@ -185,11 +189,7 @@ class InputMethod(Explainer):
 
     relu = False
 
-    def __call__(self, x: torch.Tensor, target: Target = None, raw: bool = False) -> torch.Tensor:
-        x = check_input(x)
-        with preserved_state(self.model):
-            images = self.compute(x, target)
-        images = images.detach()
+    def present(self, images: torch.Tensor, x: torch.Tensor, raw: bool) -> torch.Tensor:
         return images if raw else signed_display(images)
 
     def input_gradient(self, x: torch.Tensor, target: Target, mode=None) -> torch.Tensor:
