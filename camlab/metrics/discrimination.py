@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from camlab.maps import safe_divide
 from camlab.metrics._common import MapSource, compute_maps, is_precomputed
 from camlab.metrics.localization import gt_masks
 
@@ -23,7 +24,7 @@ def mass_inside(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     total = maps.sum(dim=(1, 2))
     inside = (maps * masks).sum(dim=(1, 2))
     area = masks.double().mean(dim=(1, 2))
-    return torch.where(total > 0, inside / total.clamp_min(1e-300), area)
+    return torch.where(total > 0, safe_divide(inside, total), area)
 
 
 def class_discrimination(model: nn.Module, x: torch.Tensor, explainer: MapSource, class_a, class_b,
