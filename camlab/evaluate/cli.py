@@ -10,7 +10,8 @@ from camlab.evaluate.table import format_table
 def main(argv: Sequence[str] | None = None) -> None:  # python -m camlab.evaluate [--quick] [--out DIR]
     import argparse
 
-    parser = argparse.ArgumentParser(prog="camlab evaluate", description="The reproducible results table: every method against every metric.")
+    parser = argparse.ArgumentParser(prog="camlab evaluate",
+                                     description="The reproducible results table: every method against every metric.")
     parser.add_argument("--quick", action="store_true", help="a small run (seconds)")
     parser.add_argument("--datasets", nargs="+", choices=["lab", "photos"])
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))

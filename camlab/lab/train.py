@@ -132,7 +132,7 @@ def main() -> None:  # python -m camlab.lab.train [NAME ...]
     import sys
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    names = sys.argv[1:] or list(_recipes())
+    names = sys.argv[1:] or list(LAB_MODELS)
     for n in names:
         print(train_model(n))
 
