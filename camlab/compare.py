@@ -27,7 +27,7 @@ from torch import nn
 
 from camlab import metrics as _metrics
 from camlab.hooks import model_name
-from camlab.methods.registry import build
+from camlab.methods.registry import build, layer_for
 from camlab.metrics._common import probabilities, saliency
 from camlab.targets import class_indices
 
@@ -63,10 +63,11 @@ def method_name(method) -> str:
 
 
 def build_explainer(method, model: nn.Module, layer=None, **options) -> Callable:
-    """An explainer for ``method``: a registry name or an explainer class is built by :func:`camlab.build` (with
-    ``progress=False`` unless ``options`` say otherwise); an instance or any other callable is returned as it is."""
+    """An explainer for ``method``: a registry name or an explainer class is built by :func:`camlab.build` (at
+    ``layer`` if it explains a layer; input-space methods ignore it; ``progress=False`` unless ``options`` say
+    otherwise); an instance or any other callable is returned as it is."""
     if isinstance(method, (str, type)):
-        return build(method, model, layer, **{"progress": False, **options})
+        return build(method, model, layer_for(method, layer), **{"progress": False, **options})
     if callable(method):
         return method
     raise TypeError(f"a method must be a name in camlab.METHODS, an explainer class, an explainer or a callable "

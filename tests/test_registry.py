@@ -115,3 +115,10 @@ def test_import_camlab_gives_the_metrics():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "pointing_game"
+
+
+def test_one_layer_for_a_mix_of_methods_goes_to_the_layer_methods_only():
+    from camlab.methods.registry import layer_for
+
+    assert layer_for("gradcam", "features") == "features" and layer_for(camlab.CAM, "features") == "features"
+    assert layer_for("guided_backprop", "features") is None and layer_for(camlab.Occlusion, "features") is None

@@ -11,7 +11,7 @@ from torch import nn
 from camlab import metrics
 from camlab.evaluate.datasets import EvalSet, lab_set, photo_set
 from camlab.evaluate.table import Table, row_text, save
-from camlab.methods.registry import build, builder, get_method, ordered, takes_layer
+from camlab.methods.registry import build, builder, get_method, layer_for, ordered
 
 #: the table's default methods, in the course's order (``camlab.methods.ordered("evaluate")``)
 DEFAULT_METHODS = tuple(ordered("evaluate"))
@@ -41,7 +41,7 @@ def _localization(data: EvalSet, maps: torch.Tensor, predicted: list[int]) -> fl
 def evaluate_method(data: EvalSet, method: str, *, batch_size: int = 32, sanity: bool = True) -> dict:
     """One row of the table: every metric for ``method`` on ``data``."""
     row = {"dataset": data.name, "model": data.model.camlab.name, "method": method, "note": ""}
-    layer = data.layer if takes_layer(get_method(method)) else None  # the set's layer is for layer methods
+    layer = layer_for(method, data.layer)  # the set's layer is for layer methods
     try:
         explainer = build(method, data.model, layer, progress=False)
     except ValueError as error:  # e.g. CAM on a model without a GAP head

@@ -87,6 +87,12 @@ def takes_layer(cls: type) -> bool:
     return "layer" in constructor_options(cls)
 
 
+def layer_for(method: str | type, layer):
+    """``layer`` if ``method`` (a name or a class) explains a layer, else ``None``: for callers that give one layer to
+    a mix of layer and input-space methods (:func:`camlab.compare.compare_methods`, :mod:`camlab.evaluate`)."""
+    return layer if takes_layer(get_method(method) if isinstance(method, str) else method) else None
+
+
 def build(method: str | type, model: nn.Module, layer=None, **options):
     """The explainer ``method`` (a registered name or an explainer class, your own subclass too) for ``model``.
 
