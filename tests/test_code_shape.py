@@ -54,3 +54,41 @@ def test_the_lab_imports_one_way():
 
     cycles = [name for name in graph if reaches(name, name, {name})]
     assert not cycles, graph
+
+
+#: ARCHITECTURE.md's layers, lowest first; a module may import from its own layer or a lower one
+LAYERS = [
+    {"camlab.hooks", "camlab.maps", "camlab.targets", "camlab.modelinfo", "camlab._paths"},
+    {"camlab.methods", "camlab.ablation"},
+    {"camlab.models", "camlab.preprocessing", "camlab.inspection", "camlab.images", "camlab.bundled_images",
+     "camlab.lab"},
+    {"camlab.metrics", "camlab.analysis", "camlab.compare", "camlab.evaluate"},
+]
+
+
+def _layer(module: str) -> int:
+    for index, members in enumerate(LAYERS):
+        if any(module == m or module.startswith(m + ".") for m in members):
+            return index
+    return len(LAYERS)  # the front ends: explain, viz, widgets, cli, course, exercises, the package itself
+
+
+def _camlab_imports(name: str, path: Path) -> set[str]:
+    found = set()
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                found.add(".".join(base + ([node.module] if node.module else [])))
+            elif node.module:
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return {module for module in found if module.startswith("camlab.")}
+
+
+def test_modules_import_only_from_their_layer_or_below():
+    upward = [f"{name} -> {target}" for name, path in _modules().items() if _layer(name) < len(LAYERS)
+              for target in _camlab_imports(name, path) if _layer(target) > _layer(name)]
+    assert not upward, upward
