@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from camlab.hooks import preserved_state
+from camlab.progress import progress_bar
 
 from .scenes import Scenes, make_scenes, normalise
 from .zoo import BIAS_SCENES, LAB_MODELS, Recipe, load_lab_model  # noqa: F401 (BIAS_SCENES, Recipe: public here)
@@ -29,14 +30,6 @@ def recipe(name: str) -> Recipe:
     if name not in LAB_MODELS:
         raise KeyError(f"no training recipe for {name!r}; lab models: {', '.join(LAB_MODELS)}")
     return LAB_MODELS[name].recipe
-
-
-def _progress(iterable, progress: bool, **kw):
-    if not progress:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, **kw)
 
 
 @torch.no_grad()
@@ -62,7 +55,7 @@ def _train_classifier(model: nn.Module, r: Recipe, seed: int, epochs: int, n_tra
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r.lr, total_steps=max(steps, 1), pct_start=0.25)
     loss_fn = nn.CrossEntropyLoss()
     g = torch.Generator().manual_seed(seed)
-    bar = _progress(range(epochs), progress, desc=f"train {name}", unit="epoch")
+    bar = progress_bar(range(epochs), progress, desc=f"train {name}", unit="epoch")
     for epoch in bar:
         data = make_scenes(n_train, seed=seed * 1000 + epoch, **r.scenes)
         x_all = normalise(data.images)

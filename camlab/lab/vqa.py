@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from camlab.hooks import preserved_state
+from camlab.progress import progress_bar
 
 from .architectures import conv_features
 from .scenes import (COLOURS, COLOUR_NAMES, LAB_CLASSES, _background, _mask_boxes, _pick_distinct, _place,
@@ -310,11 +311,7 @@ def train_vqa(model: VQAModel, *, seed: int = 0, epochs: int = 10, n_train: int 
         model.image_encoder.shape.eval()
         with torch.no_grad():
             shape_all = torch.cat([model.image_encoder.shape(x_all[i:i + 500]) for i in range(0, n_train, 500)])
-    it = range(epochs)
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc="train lab_vqa", unit="epoch")
+    it = progress_bar(range(epochs), progress, desc="train lab_vqa", unit="epoch")
     for epoch in it:
         data = ask(scenes, seed=seed * 1000 + epoch)  # fresh questions about the same scenes
         order = torch.randperm(n_train, generator=g)

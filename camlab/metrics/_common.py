@@ -14,6 +14,7 @@ from torch import nn
 from camlab.hooks import preserved_state
 from camlab.methods.base import InputMethod
 from camlab.modelinfo import info_of
+from camlab.progress import progress_bar
 from camlab.targets import class_indices  # noqa: F401 (the metrics' target resolver)
 
 #: an explainer instance, any callable ``(x, target) -> maps``, or precomputed maps (N,H,W) / (N,3,H,W)
@@ -95,14 +96,14 @@ def batches(inputs, fields: Sequence[Any], batch_size: int, progress: bool, desc
         if n == 0:
             raise ValueError("inputs is an empty batch")
         starts = range(0, n, batch_size)
-        for start in _progress(starts, progress, desc, total=len(starts)):
+        for start in progress_bar(starts, progress, desc=desc, total=len(starts), leave=False):
             stop = min(start + batch_size, n)
             yield (inputs[start:stop], *(_take(value, start, stop, n) for value in fields))
         return
     if not isinstance(inputs, Iterable):
         raise TypeError(f"inputs must be a (N,C,H,W) tensor or a DataLoader of batches, not {type(inputs).__name__}")
     total = len(inputs) if hasattr(inputs, "__len__") else None
-    for item in _progress(inputs, progress, desc, total=total):
+    for item in progress_bar(inputs, progress, desc=desc, total=total, leave=False):
         if isinstance(item, dict):
             raise TypeError("DataLoader batches must be tensors or tuples (x, ...), not dicts")
         item = tuple(item) if isinstance(item, (list, tuple)) else (item,)
@@ -110,14 +111,6 @@ def batches(inputs, fields: Sequence[Any], batch_size: int, progress: bool, desc
         merged = [given if given is not None else (rest[i] if i < len(rest) else None)
                   for i, given in enumerate(fields)]
         yield (x, *merged)
-
-
-def _progress(iterable, progress: bool, desc: str, total=None):
-    if not progress:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, leave=False)
 
 
 def probabilities(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:

@@ -18,6 +18,7 @@ from torch import nn
 from camlab.hooks import preserved_state
 from camlab.methods.registry import builder
 from camlab.metrics._common import probabilities, saliency, spearman
+from camlab.progress import progress_bar
 from camlab.targets import fixed
 
 
@@ -129,11 +130,7 @@ def sanity_check(model: nn.Module, x: torch.Tensor, method="gradcam", layer=None
     devices = sorted({p.device.index or 0 for p in copied.parameters() if p.device.type == "cuda"})
     correlations: dict[str, float] = {}
     maps = {"original": original}
-    steps = groups
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(groups, desc="sanity check", leave=False)
+    steps = progress_bar(groups, progress, desc="sanity check", leave=False)
     for step, group in enumerate(steps):
         if group not in modules:
             raise ValueError(f"no module named {group!r} in {type(model).__name__} (see cascade_layers(model, x))")
