@@ -26,7 +26,10 @@ import torch
 from torch import nn
 
 from camlab import metrics as _metrics
-from camlab.metrics._common import class_targets, probabilities, saliency
+from camlab.hooks import model_name
+from camlab.methods.registry import build, layer_for
+from camlab.metrics._common import probabilities, saliency
+from camlab.targets import class_indices
 
 #: metric key -> (column title, higher is better)
 METRICS: dict[str, tuple[str, bool]] = {
@@ -60,21 +63,11 @@ def method_name(method) -> str:
 
 
 def build_explainer(method, model: nn.Module, layer=None, **options) -> Callable:
-    """An explainer for ``method``: a registry name or an explainer class is built for ``model`` (with ``layer``
-    where the class takes one, ``progress=False`` where it has a progress bar, and the ``options`` its constructor
-    accepts); an instance or any other callable is returned as it is."""
-    if isinstance(method, str):
-        from camlab.explain import get_method
-
-        method = get_method(method)
-    if isinstance(method, type):
-        parameters = inspect.signature(method.__init__).parameters
-        kwargs = {key: value for key, value in options.items() if key in parameters}
-        if "layer" in parameters:
-            kwargs["layer"] = layer
-        if "progress" in parameters:
-            kwargs.setdefault("progress", False)
-        return method(model, **kwargs)
+    """An explainer for ``method``: a registry name or an explainer class is built by :func:`camlab.build` (at
+    ``layer`` if it explains a layer; input-space methods ignore it; ``progress=False`` unless ``options`` say
+    otherwise); an instance or any other callable is returned as it is."""
+    if isinstance(method, (str, type)):
+        return build(method, model, layer_for(method, layer), **{"progress": False, **options})
     if callable(method):
         return method
     raise TypeError(f"a method must be a name in camlab.METHODS, an explainer class, an explainer or a callable "
@@ -213,6 +206,35 @@ def compare_methods(model: nn.Module, inputs: torch.Tensor, methods: Sequence | 
         a :class:`Comparison`. Metrics are fractions in [0, 1]; ``seconds`` is per map on one image and
         ``forwards`` the same divided by one bare forward pass on one image.
     """
+    named = _check_arguments(inputs, methods, metrics, ground_truth)
+    n, size = inputs.shape[0], tuple(inputs.shape[-2:])
+    classes = class_indices(probabilities(model, inputs), target).tolist()
+    masks = _metrics.gt_masks(ground_truth, n, size) if ground_truth is not None else None
+    if tolerance is None:
+        tolerance = 15 * size[0] / 224
+    unit = forward_seconds(model, inputs) if timing_repeats > 0 else None
+    settings = dict(metrics=metrics, masks=masks, tolerance=tolerance, steps=steps, batch_size=batch_size, seed=seed)
+    rows = []
+    for name, method in named:
+        explainer = build_explainer(method, model, layer, **dict(options or {}))
+        row = {"method": name, **_metric_row(model, inputs, explainer, classes, **settings)}
+        if timing_repeats > 0:
+            row["seconds"] = time_per_map(explainer, inputs, classes, repeats=timing_repeats)
+            row["forwards"] = row["seconds"] / unit
+        rows.append(row)
+    notes = [f"{n} inputs of {size[0]}x{size[1]}, model {model_name(model)}, layer {layer!r}; each method "
+             "explains the same class per image (the model's top-1 unless a target was given)"]
+    if metrics:
+        notes.append("fractions in [0, 1]; soft masks x·M for average drop / increase; deletion (zeros) and insertion "
+                     f"(blur) with {steps} steps; pointing game tolerance {tolerance:.1f} px")
+    if unit is not None:
+        notes.append(f"cost: median of {timing_repeats} calls on one image; one bare forward pass took "
+                     f"{unit * 1000:.2f} ms (timings vary with the machine's load, ratios less)")
+    return Comparison(rows, tuple(metrics), notes)
+
+
+def _check_arguments(inputs, methods, metrics, ground_truth) -> list[tuple[str, object]]:
+    """The ``(row name, method)`` pairs, after checking the arguments of :func:`compare_methods`."""
     if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4:
         raise ValueError("inputs must be an (N,C,H,W) tensor of model inputs (e.g. camlab.preprocess(images, model))")
     unknown = [key for key in metrics if key not in METRICS]
@@ -226,51 +248,31 @@ def compare_methods(model: nn.Module, inputs: torch.Tensor, methods: Sequence | 
     names = [name for name, _ in named]
     if len(set(names)) != len(names):
         raise ValueError(f"two methods share a name in {names}; pass a dict {{name: method}}")
-    n, size = inputs.shape[0], tuple(inputs.shape[-2:])
-    classes = class_targets(probabilities(model, inputs), target).tolist()
-    masks = _metrics.gt_masks(ground_truth, n, size) if ground_truth is not None else None
-    if tolerance is None:
-        tolerance = 15 * size[0] / 224
-    unit = forward_seconds(model, inputs) if timing_repeats > 0 else None
-    rows = []
-    for name, method in named:
-        explainer = build_explainer(method, model, layer, **dict(options or {}))
-        row: dict = {"method": name}
-        if metrics:
-            maps = torch.cat([saliency(explainer(inputs[s:s + batch_size], classes[s:s + batch_size]))
-                              for s in range(0, n, batch_size)])
-        if "pointing" in metrics:
-            row["pointing"] = _metrics.pointing_game(maps, masks, tolerance=tolerance)
-        if "mass_inside" in metrics:
-            row["mass_inside"] = float(_metrics.mass_inside(maps, masks).mean())
-        if "average_drop" in metrics or "increase" in metrics:
-            change = _metrics.confidence_change(model, inputs, maps, classes, batch_size=batch_size, seed=seed)
-            if "average_drop" in metrics:
-                row["average_drop"] = change["average_drop"]
-            if "increase" in metrics:
-                row["increase"] = change["increase_in_confidence"]
-        if "deletion" in metrics:
-            row["deletion"] = _metrics.deletion_auc(model, inputs, maps, classes, steps=steps, seed=seed)
-        if "insertion" in metrics:
-            row["insertion"] = _metrics.insertion_auc(model, inputs, maps, classes, steps=steps, seed=seed)
-        if timing_repeats > 0:
-            row["seconds"] = time_per_map(explainer, inputs, classes, repeats=timing_repeats)
-            row["forwards"] = row["seconds"] / unit
-        rows.append(row)
-    notes = [f"{n} inputs of {size[0]}x{size[1]}, model {_model_name(model)}, layer {layer!r}; each method "
-             "explains the same class per image (the model's top-1 unless a target was given)"]
-    if metrics:
-        notes.append("fractions in [0, 1]; soft masks x·M for average drop / increase; deletion (zeros) and insertion "
-                     f"(blur) with {steps} steps; pointing game tolerance {tolerance:.1f} px")
-    if unit is not None:
-        notes.append(f"cost: median of {timing_repeats} calls on one image; one bare forward pass took "
-                     f"{unit * 1000:.2f} ms (timings vary with the machine's load, ratios less)")
-    return Comparison(rows, tuple(metrics), notes)
+    return named
 
 
-def _model_name(model: nn.Module) -> str:
-    info = getattr(model, "camlab", None)
-    return getattr(info, "name", None) or type(model).__name__
+def _metric_row(model, inputs, explainer, classes, *, metrics, masks, tolerance, steps, batch_size, seed) -> dict:
+    """The metric columns of one method: its maps of the whole batch, computed once, against every metric."""
+    row: dict = {}
+    if not metrics:
+        return row
+    maps = torch.cat([saliency(explainer(inputs[s:s + batch_size], classes[s:s + batch_size]))
+                      for s in range(0, inputs.shape[0], batch_size)])
+    if "pointing" in metrics:
+        row["pointing"] = _metrics.pointing_game(maps, masks, tolerance=tolerance)
+    if "mass_inside" in metrics:
+        row["mass_inside"] = float(_metrics.mass_inside(maps, masks).mean())
+    if "average_drop" in metrics or "increase" in metrics:
+        change = _metrics.confidence_change(model, inputs, maps, classes, batch_size=batch_size, seed=seed)
+        if "average_drop" in metrics:
+            row["average_drop"] = change["average_drop"]
+        if "increase" in metrics:
+            row["increase"] = change["increase_in_confidence"]
+    if "deletion" in metrics:
+        row["deletion"] = _metrics.deletion_auc(model, inputs, maps, classes, steps=steps, seed=seed)
+    if "insertion" in metrics:
+        row["insertion"] = _metrics.insertion_auc(model, inputs, maps, classes, steps=steps, seed=seed)
+    return row
 
 
 def _cell(key: str, value) -> str:

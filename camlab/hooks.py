@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -109,93 +109,47 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
             param.requires_grad_(flag)
 
 
-@dataclass
 class ActivationCapture:
-    """A forward hook on one layer that keeps its output.
+    """Forward hooks that keep the outputs of one layer or several (``modules``: a module or a list of them).
 
-    With ``differentiable=True`` the output is stored as a fresh leaf tensor that requires grad, grad mode is
-    switched on for the rest of the forward pass, and a *copy* of the leaf goes on into the network (so in-place
-    ops after the layer cannot modify it). The forward pass can therefore run under ``torch.no_grad()``: nothing
-    below the layer builds an autograd graph, and ``torch.autograd.grad(score, capture.activations)`` back-propagates
-    only through the layers above it.
+    With ``differentiable=True`` the first hooked layer to run stores its output as a fresh leaf tensor that requires
+    grad and switches grad mode on for the rest of the forward pass; every later hooked layer stores its output as it
+    is (part of the graph, so ``torch.autograd.grad(score, capture.activations)`` works for all of them). Each layer
+    passes a *copy* on into the network, so that in-place ops after it cannot modify what was stored. The forward
+    pass can therefore start under ``torch.no_grad()``: nothing below the first layer builds an autograd graph.
+    Without ``differentiable`` the outputs are stored detached. The hooks live inside the ``with`` block only.
+
+    ``activations`` follows the order of ``modules``; ``order`` lists the indices of ``modules`` in the order they
+    ran; ``activation`` is the output of a single hooked layer.
     """
 
-    module: nn.Module
-    differentiable: bool = False
-    activations: list[torch.Tensor] = field(default_factory=list)
-    _handle: object = None
+    def __init__(self, modules, differentiable: bool = False):
+        self.modules = list(modules) if isinstance(modules, (list, tuple)) else [modules]
+        self.differentiable = differentiable
+        self.outputs: dict[int, list[torch.Tensor]] = {}
+        self.order: list[int] = []
+        self._handles: list = []
 
-    def _hook(self, module, inputs, output):
-        if not isinstance(output, torch.Tensor):
-            raise TypeError(
-                f"the target layer returns {type(output).__name__}, not a tensor; choose a layer whose output is a "
-                "(N,C,H,W) feature map (see camlab.layers(model))"
-            )
-        if self.differentiable:
-            leaf = output.detach().requires_grad_(True)
-            self.activations.append(leaf)
-            torch.set_grad_enabled(True)
-            return leaf.clone()
-        self.activations.append(output.detach().clone())
-        return None
-
-    def __enter__(self) -> "ActivationCapture":
-        self._handle = self.module.register_forward_hook(self._hook)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._handle.remove()
-
-    @property
-    def activation(self) -> torch.Tensor:
-        if not self.activations:
-            raise RuntimeError("the target layer was not called during the forward pass; is it part of forward()?")
-        if len(self.activations) > 1:
-            raise RuntimeError(
-                f"the target layer ran {len(self.activations)} times in one forward pass (a shared module); "
-                "choose a layer that runs once"
-            )
-        return self.activations[0]
-
-
-@dataclass
-class MultiActivationCapture:
-    """Forward hooks on several layers, for methods that combine maps of several layers (LayerCAM's fusion).
-
-    The first layer to run stores its output as a fresh leaf that requires grad and switches grad mode on (as
-    :class:`ActivationCapture` with ``differentiable=True``); every later layer stores its output as it is (still
-    part of the graph, so ``torch.autograd.grad(score, capture.activations)`` works for all of them) and passes a
-    copy on, so that in-place ops after a layer cannot modify what was stored. ``activations`` follows the order of
-    ``modules``; ``order`` lists the indices of ``modules`` in the order they ran.
-    """
-
-    modules: list[nn.Module]
-    differentiable: bool = True
-    outputs: dict[int, list[torch.Tensor]] = field(default_factory=dict)
-    order: list[int] = field(default_factory=list)
-    _handles: list = field(default_factory=list)
-
-    def _hook(self, index):
+    def _hook(self, index: int):
         def hook(module, inputs, output):
             if not isinstance(output, torch.Tensor):
                 raise TypeError(
-                    f"a target layer returns {type(output).__name__}, not a tensor; choose layers whose output is a "
-                    "(N,C,H,W) feature map (see camlab.layers(model))"
+                    f"the target layer returns {type(output).__name__}, not a tensor; choose a layer whose output is "
+                    "a (N,C,H,W) feature map (see camlab.layers(model))"
                 )
             self.order.append(index)
+            stored = self.outputs.setdefault(index, [])
             if not self.differentiable:
-                self.outputs.setdefault(index, []).append(output.detach().clone())
+                stored.append(output.detach().clone())
                 return None
-            if not self.outputs:
-                leaf = output.detach().requires_grad_(True)
-                self.outputs.setdefault(index, []).append(leaf)
+            if len(self.order) == 1:
+                output = output.detach().requires_grad_(True)
                 torch.set_grad_enabled(True)
-                return leaf.clone()
-            self.outputs.setdefault(index, []).append(output)
+            stored.append(output)
             return output.clone()
         return hook
 
-    def __enter__(self) -> "MultiActivationCapture":
+    def __enter__(self) -> "ActivationCapture":
         try:
             for index, module in enumerate(self.modules):
                 self._handles.append(module.register_forward_hook(self._hook(index)))
@@ -215,7 +169,16 @@ class MultiActivationCapture:
         for index in range(len(self.modules)):
             captured = self.outputs.get(index, [])
             if len(captured) != 1:
-                problem = "was not called" if not captured else f"ran {len(captured)} times (a shared module)"
-                raise RuntimeError(f"target layer {index} {problem} during the forward pass; choose layers that run once")
+                which = "the target layer" if len(self.modules) == 1 else f"target layer {index}"
+                problem = ("was not called during the forward pass; is it part of forward()?" if not captured else
+                           f"ran {len(captured)} times in one forward pass (a shared module); choose a layer that "
+                           "runs once")
+                raise RuntimeError(f"{which} {problem}")
             result.append(captured[0])
         return result
+
+    @property
+    def activation(self) -> torch.Tensor:
+        if len(self.modules) != 1:
+            raise RuntimeError(f"{len(self.modules)} layers are hooked; read capture.activations")
+        return self.activations[0]

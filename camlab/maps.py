@@ -1,8 +1,17 @@
-"""Operations on saliency maps shared by every method and metric: upsampling and scaling."""
+"""Operations on saliency maps shared by every method and metric: safe division, upsampling and scaling."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+
+def safe_divide(numerator: torch.Tensor, denominator) -> torch.Tensor:
+    """``numerator / denominator`` where the denominator is non-zero and 0 where it is 0 (never inf or NaN); the
+    denominator broadcasts against the numerator. The one division camlab uses wherever a ratio may be 0 / 0."""
+    denominator = torch.as_tensor(denominator, dtype=numerator.dtype, device=numerator.device)
+    nonzero = denominator != 0
+    quotient = numerator / torch.where(nonzero, denominator, torch.ones_like(denominator))
+    return torch.where(nonzero, quotient, torch.zeros_like(quotient))
 
 
 def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -25,9 +34,7 @@ def scale(maps: torch.Tensor, signed: bool = False) -> torch.Tensor:
     flat = maps.reshape(maps.shape[0], -1)
     if signed:
         peak = flat.abs().amax(dim=1, keepdim=True)
-        out = torch.where(peak > 0, flat / peak.clamp_min(torch.finfo(flat.dtype).tiny), torch.zeros_like(flat))
-        return out.reshape(maps.shape)
+        return safe_divide(flat, peak).reshape(maps.shape)
     low = flat.amin(dim=1, keepdim=True)
     span = flat.amax(dim=1, keepdim=True) - low
-    out = torch.where(span > 0, (flat - low) / span.clamp_min(torch.finfo(flat.dtype).tiny), torch.zeros_like(flat))
-    return out.reshape(maps.shape)
+    return safe_divide(flat - low, span).reshape(maps.shape)

@@ -158,3 +158,12 @@ def test_count_forward_images_counts_one_pass_for_gradcam_and_one_per_patch_for_
     occlusion = camlab.Occlusion(model, patch=8, stride=8, progress=False)
     assert count_forward_images(model, occlusion, x, 0) == 5
     assert not model._forward_pre_hooks
+
+
+def test_the_layer_goes_to_layer_methods_and_input_methods_run_on_the_input():
+    """One ``layer`` for a mix: Grad-CAM explains 'features'; the gradient and occlusion work on the input."""
+    model, (x, masks) = gap_net(), data(n=2)
+    table = compare_methods(model, x, ["gradcam", "gradient", "occlusion"], layer="features", ground_truth=masks,
+                            metrics=("pointing",), options={"patch": 8, "stride": 8}, timing_repeats=0)
+    assert [row["method"] for row in table.rows] == ["gradcam", "gradient", "occlusion"]
+    assert all(0.0 <= row["pointing"] <= 1.0 for row in table.rows)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+import camlab
 from camlab import evaluate
 from camlab._paths import data_dir
 from camlab.lab import GapCNN, VGGStyle
@@ -23,21 +24,30 @@ def lab_sized(cls, name):
 
 def test_quick_run_gives_every_column_and_saves_csv_and_markdown(tmp_path):
     table = evaluate.run(quick=True, n_scenes=8, lab_model=lab_sized(GapCNN, "untrained_gap"),
-                         methods=("gradcam", "guided_backprop", "random", "no_such_method"), out=tmp_path,
-                         threads=1)
+                         methods=("gradcam", "guided_backprop", "random"), out=tmp_path, threads=1)
     rows = {row["method"]: row for row in table.rows}
-    assert list(rows) == ["gradcam", "guided_backprop", "random", "no_such_method"]
+    assert list(rows) == ["gradcam", "guided_backprop", "random"]
     for method in ("gradcam", "guided_backprop", "random"):
         for key, _ in evaluate.COLUMNS:
             value = rows[method][key]
             assert isinstance(value, float) and not math.isnan(value), (method, key)
         for key in ("loc_error", "pointing", "average_drop", "increase", "deletion", "insertion"):
             assert 0.0 <= rows[method][key] <= 1.0
-    assert "not registered" in rows["no_such_method"]["note"]
     markdown = (tmp_path / "results.md").read_text()
     assert markdown.startswith("| dataset | model | method | loc. error top-1 ↓") and "untrained_gap" in markdown
     assert (tmp_path / "results.csv").read_text().splitlines()[0].startswith("dataset,model,method,loc_error")
     assert "gradcam" in evaluate.format_table(table)
+
+
+def test_an_unknown_method_is_refused_before_anything_runs():
+    with pytest.raises(ValueError, match="unknown method 'no_such_method'.*Known methods: cam, gradcam"):
+        evaluate.run(quick=True, lab_model="no_such_model", methods=("gradcam", "no_such_method"))
+
+
+def test_the_default_methods_are_the_registry_list_in_course_order():
+    assert evaluate.DEFAULT_METHODS == ("cam", "gradcam", "gradcam++", "layercam", "scorecam", "guided_backprop",
+                                        "random")
+    assert list(evaluate.DEFAULT_METHODS) == camlab.methods.ordered("evaluate")
 
 
 def test_cam_on_a_fully_connected_head_is_a_note_not_a_crash():
@@ -73,7 +83,7 @@ def test_boxes_json_is_well_formed():
                 assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height, (name, obj["name"])
 
 
-#: the composites' layout (camlab.images.build_bundled_images): source crop, tile size, tile position
+#: the composites' layout (camlab.bundled_images.build_bundled_images): source crop, tile size, tile position
 TILES = {
     "cat_and_coffee": [("cat", (60, 0, 360, 300), (0, 112), False), ("coffee", (170, 20, 420, 270), (224, 112), False)],
     "two_cats": [("cat", (60, 0, 360, 300), (0, 112), False), ("cat", (60, 0, 360, 300), (224, 112), True)],

@@ -10,7 +10,7 @@ from PIL import Image
 
 import camlab
 from camlab._paths import data_dir
-from camlab.images import SOURCES, build_bundled_images
+from camlab.bundled_images import SOURCES, build_bundled_images
 
 REQUIRED_IMAGES = {"cat", "coffee", "cat_and_coffee", "two_cats"}
 CAT_CLASSES = {281, 282, 283, 284, 285, 287}  # tabby, tiger, Persian, Siamese, Egyptian cat, lynx

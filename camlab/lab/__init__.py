@@ -7,7 +7,9 @@
 * :mod:`camlab.lab.train` - :func:`train_model` (``camlab train NAME``).
 * :mod:`camlab.lab.zoo` - :data:`LAB_MODELS` and :func:`load_lab_model`.
 
-Only torch, numpy and ``camlab._paths`` / ``camlab.modelinfo`` are imported here (no top-level camlab API).
+Imports inside the lab go one way: scenes, architectures <- vqa <- zoo <- train. From the rest of camlab only
+``camlab._paths``, ``camlab.modelinfo`` (normalisation, :class:`~camlab.ModelInfo`) and ``camlab.hooks``
+(:func:`~camlab.hooks.preserved_state`) are used.
 """
 from .architectures import GapCNN, VGGStyle
 from .scenes import COLOUR_NAMES, LAB_CLASSES, Scenes, class_index, cue_box_for, make_scenes, normalise

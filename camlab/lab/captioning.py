@@ -33,11 +33,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from camlab.hooks import preserved_state
+from camlab.progress import progress_bar
+
 from .scenes import COLOUR_NAMES, LAB_CLASSES, normalise
 from .vqa import ImageEncoder, VQAScenes, make_vqa_scenes
 
-LAB_MEAN = (0.5, 0.5, 0.5)
-LAB_STD = (0.5, 0.5, 0.5)
 CAPTION_TEST_SEED = 3_000_017
 POSITIONS: tuple[str, ...] = ("left", "right")
 #: the caption vocabulary; ``<start>`` is fed at step 0, ``<end>`` closes every caption
@@ -239,18 +240,17 @@ def caption_loss(logits: torch.Tensor, attention: torch.Tensor, tokens: torch.Te
 
 def train_captioner(model: CaptionModel, *, seed: int = 0, epochs: int = 12, n_train: int = 4000,
                     lr: float = 3e-3, batch_size: int = 64, progress: bool = True,
-                    encoder_init: str = "lab_gap", attention_weight: float = 1.0) -> dict:
-    """Seeded training with teacher forcing on ``n_train`` fixed scenes, on top of ``encoder_init``'s frozen conv
-    trunk (as for ``lab_vqa``), with supervised attention (:func:`caption_loss`; without it the attention stays
+                    encoder: nn.Module, attention_weight: float = 1.0) -> dict:
+    """Seeded training with teacher forcing on ``n_train`` fixed scenes, on top of ``encoder``, a trained conv trunk
+    that stays frozen (``lab_gap``'s ``features``, passed by :func:`camlab.lab.train.train_model`, as for ``lab_vqa``),
+    with supervised attention (:func:`caption_loss`; without it the attention stays
     diffuse and colour words are at chance). Returns ``{"test_accuracy": word accuracy, "phrase_accuracy"}`` on
     :func:`caption_test_set`."""
-    from .zoo import load_lab_model
-
-    model.encoder.shape.load_state_dict(load_lab_model(encoder_init).features.state_dict())
+    model.encoder.shape.load_state_dict(encoder.state_dict())
     model.encoder.shape.requires_grad_(False)
     data = make_caption_set(n_train, seed=seed * 1000 + 1)
     targets = attention_targets(data)
-    x_all = normalise(data.scenes.images, LAB_MEAN, LAB_STD)
+    x_all = normalise(data.scenes.images)
     model.encoder.shape.eval()
     with torch.no_grad():  # the frozen trunk's output never changes: compute it once
         shape_all = torch.cat([model.encoder.shape(x_all[i:i + 500]) for i in range(0, n_train, 500)])
@@ -258,12 +258,7 @@ def train_captioner(model: CaptionModel, *, seed: int = 0, epochs: int = 12, n_t
     steps = epochs * ((n_train + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.2)
     g = torch.Generator().manual_seed(seed)
-    bar = range(epochs)
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(bar, desc="train lab_caption", unit="epoch")
-    for _ in bar:
+    for _ in progress_bar(range(epochs), progress, desc="train lab_caption", unit="epoch"):
         model.train()
         model.encoder.shape.eval()  # keep the pretrained batch-norm statistics
         for idx in torch.randperm(n_train, generator=g).split(batch_size):
@@ -282,10 +277,9 @@ def train_captioner(model: CaptionModel, *, seed: int = 0, epochs: int = 12, n_t
 def caption_accuracy(model: CaptionModel, data: CaptionSet, batch_size: int = 250) -> dict:
     """Word accuracy (greedy word t = reference word t, over all CAPTION_LENGTH steps) and phrase accuracy
     (the whole caption right)."""
-    was = model.training
-    model.eval()
-    preds = torch.cat([model(normalise(data.scenes.images[i:i + batch_size], LAB_MEAN, LAB_STD)).argmax(2)
-                       for i in range(0, len(data), batch_size)])
-    model.train(was)
+    with preserved_state(model):
+        model.eval()
+        preds = torch.cat([model(normalise(data.scenes.images[i:i + batch_size])).argmax(2)
+                           for i in range(0, len(data), batch_size)])
     right = preds == data.tokens
     return {"test_accuracy": float(right.float().mean()), "phrase_accuracy": float(right.all(1).float().mean())}

@@ -32,7 +32,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from camlab.modelinfo import normalize
+
 LAB_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "ring")
+#: the lab models' input: 64x64 RGB in [0, 1], normalised with mean = std = 0.5 per channel (to [-1, 1])
+LAB_INPUT_SIZE = (64, 64)
+LAB_MEAN = (0.5, 0.5, 0.5)
+LAB_STD = (0.5, 0.5, 0.5)
 
 #: Named flat colours (RGB in [0, 1]); each object gets one plus a little jitter.
 COLOURS: dict[str, tuple[float, float, float]] = {
@@ -230,6 +236,49 @@ def make_scenes(
             small values give faint shapes. A dict ``{class name: contrast}`` sets it per class (others 1);
             the bias experiment draws the cued class faintly so that its shape is hard and the cue easy.
     """
+    per_class = _check_scene_options(n, size, instances, distractors, contrast, cue_rate, cue_other_rate)
+    cue_cls = class_index(spurious_cue) if spurious_cue is not None else None
+    g = torch.Generator().manual_seed(int(seed))
+    label_t = _draw_labels(n, labels, classes, g)
+    images = _background(n, size, g)
+    forbid = torch.tensor(cue_box_for(size)) if cue_cls is not None else None
+    obj_cls, obj_r, colour_idx, jitter = _draw_objects(n, instances, distractors, label_t, size / 64.0, g)
+    colours = (torch.tensor(list(COLOURS.values()))[colour_idx] + jitter).clamp(0, 1)  # (N, objects, 3)
+    images, label_mask, obj_boxes = _paint_objects(images, obj_cls, obj_r, colours, per_class, instances, forbid, g)
+    cue_present = _draw_cue(images, label_t, cue_cls, cue_rate, cue_other_rate, g)
+    images = images.clamp_(0.0, 1.0).contiguous()
+    instance_boxes = torch.stack(obj_boxes[:instances], 1)  # (N, K, 4)
+    objects = _object_records(obj_cls, colour_idx, obj_boxes, instances)
+    return Scenes(
+        images=images, labels=label_t, boxes=instance_boxes[:, 0].clone(), instance_boxes=instance_boxes,
+        masks=label_mask, objects=objects, cue_present=cue_present, cue_box=cue_box_for(size),
+    )
+
+
+def _paint_objects(images, obj_cls, obj_r, colours, per_class, instances: int, forbid, g: torch.Generator):
+    """Place each object off the earlier ones (and the cue's corner) and paint it; returns the images, the (N,H,W)
+    mask of the main instances and each object's (N,4) box."""
+    n, size = images.shape[0], images.shape[-1]
+    taken: list[torch.Tensor] = []
+    label_mask = torch.zeros(n, size, size, dtype=torch.bool)
+    obj_boxes = []
+    for k in range(len(obj_cls)):
+        r = obj_r[k]
+        cx, cy = _place(n, r, taken, size, g, forbid)
+        taken.append(torch.stack([cx, cy, r], 1))
+        m = _shape_masks(obj_cls[k], cx, cy, r, size)
+        c = per_class[obj_cls[k]].view(n, 1, 1, 1)
+        flat = colours[:, k].reshape(n, 3, 1, 1).expand_as(images)
+        paint = torch.where(c == 1.0, flat, images + c * (flat - images))
+        images = torch.where(m.unsqueeze(1), paint, images)
+        if k < instances:
+            label_mask |= m
+        obj_boxes.append(_mask_boxes(m))
+    return images, label_mask, obj_boxes
+
+
+def _check_scene_options(n, size, instances, distractors, contrast, cue_rate, cue_other_rate) -> torch.Tensor:
+    """Check :func:`make_scenes`' options; returns the per-class contrast (len(LAB_CLASSES),)."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     if size < 24:
@@ -253,26 +302,25 @@ def make_scenes(
     for name, rate in (("cue_rate", cue_rate), ("cue_other_rate", cue_other_rate)):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {rate}")
-    cue_cls = class_index(spurious_cue) if spurious_cue is not None else None
+    return per_class
 
-    g = torch.Generator().manual_seed(int(seed))
-    scale = size / 64.0
 
-    # labels: balanced and shuffled unless given
+def _draw_labels(n: int, labels, classes, g: torch.Generator) -> torch.Tensor:
+    """(N,) labels: the given ones, else balanced over ``classes`` and shuffled."""
     if labels is not None:
         label_t = torch.as_tensor(labels, dtype=torch.long).clone()
         if label_t.shape != (n,):
             raise ValueError(f"labels must have length n={n}, got shape {tuple(label_t.shape)}")
-    else:
-        allowed = torch.tensor([class_index(c) for c in (classes or LAB_CLASSES)], dtype=torch.long)
-        reps = allowed.repeat(n // len(allowed) + 1)[:n]
-        label_t = reps[torch.randperm(n, generator=g)]
+        return label_t
+    allowed = torch.tensor([class_index(c) for c in (classes or LAB_CLASSES)], dtype=torch.long)
+    reps = allowed.repeat(n // len(allowed) + 1)[:n]
+    return reps[torch.randperm(n, generator=g)]
 
-    images = _background(n, size, g)
-    cue_box_t = torch.tensor(cue_box_for(size))
-    forbid = cue_box_t if cue_cls is not None else None
 
-    # object list: main instances first, then distractors
+def _draw_objects(n: int, instances: int, distractors: int, label_t: torch.Tensor, scale: float,
+                  g: torch.Generator) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Per object (main instances first, then distractors): class (N,) and radius (N,); then colour indices
+    (N, objects) and colour jitter (N, objects, 3)."""
     n_obj = instances + distractors
     main_r_lo, main_r_hi = _MULTI_RADIUS if instances > 1 else _MAIN_RADIUS
     obj_cls, obj_r = [], []
@@ -289,56 +337,41 @@ def make_scenes(
     if n_obj > len(COLOURS):  # more objects than colours: distractors may repeat colours
         extra = torch.randint(0, len(COLOURS), (n, n_obj - len(COLOURS)), generator=g)
         colour_idx = torch.cat([colour_idx, extra], 1)
-    palette = torch.tensor(list(COLOURS.values()))  # (C, 3)
     jitter = 0.06 * (torch.rand(n, n_obj, 3, generator=g) - 0.5)
+    return obj_cls, obj_r, colour_idx, jitter
 
-    taken: list[torch.Tensor] = []
-    label_mask = torch.zeros(n, size, size, dtype=torch.bool)
-    obj_boxes = []
-    for k in range(n_obj):
-        r = obj_r[k]
-        cx, cy = _place(n, r, taken, size, g, forbid)
-        taken.append(torch.stack([cx, cy, r], 1))
-        m = _shape_masks(obj_cls[k], cx, cy, r, size)
-        colour = (palette[colour_idx[:, k]] + jitter[:, k]).clamp(0, 1)  # (N, 3)
-        c = per_class[obj_cls[k]].view(n, 1, 1, 1)
-        flat = colour.view(n, 3, 1, 1).expand_as(images)
-        paint = torch.where(c == 1.0, flat, images + c * (flat - images))
-        images = torch.where(m.unsqueeze(1), paint, images)
-        if k < instances:
-            label_mask |= m
-        obj_boxes.append(_mask_boxes(m))
 
+def _draw_cue(images: torch.Tensor, label_t: torch.Tensor, cue_cls: int | None, cue_rate: float,
+              cue_other_rate: float, g: torch.Generator) -> torch.Tensor:
+    """Paint the checkerboard cue in place on the images that draw it; returns (N,) bool."""
+    n, size = images.shape[0], images.shape[-1]
     cue_present = torch.zeros(n, dtype=torch.bool)
-    if cue_cls is not None:
-        u = torch.rand(n, generator=g)
-        rate = torch.where(label_t == cue_cls, torch.tensor(cue_rate), torch.tensor(cue_other_rate))
-        cue_present = u < rate
-        x0, y0, x1, y1 = (int(v) for v in cue_box_for(size))
-        if cue_present.any():
-            images[cue_present, :, y0:y1, x0:x1] = _cue_glyph()
+    if cue_cls is None:
+        return cue_present
+    u = torch.rand(n, generator=g)
+    rate = torch.where(label_t == cue_cls, torch.tensor(cue_rate), torch.tensor(cue_other_rate))
+    cue_present = u < rate
+    x0, y0, x1, y1 = (int(v) for v in cue_box_for(size))
+    if cue_present.any():
+        images[cue_present, :, y0:y1, x0:x1] = _cue_glyph()
+    return cue_present
 
-    images = images.clamp_(0.0, 1.0).contiguous()
-    instance_boxes = torch.stack(obj_boxes[:instances], 1)  # (N, K, 4)
+
+def _object_records(obj_cls, colour_idx, obj_boxes, instances: int) -> list[list[dict]]:
     all_boxes = torch.stack(obj_boxes, 1).tolist()
     cls_l = torch.stack(obj_cls, 1).tolist()
     col_l = colour_idx.tolist()
-    objects = [
+    return [
         [
             {"class": LAB_CLASSES[cls_l[i][k]], "colour": COLOUR_NAMES[col_l[i][k]],
              "box": tuple(all_boxes[i][k]), "main": k < instances}
-            for k in range(n_obj)
+            for k in range(len(obj_cls))
         ]
-        for i in range(n)
+        for i in range(len(cls_l))
     ]
-    return Scenes(
-        images=images, labels=label_t, boxes=instance_boxes[:, 0].clone(), instance_boxes=instance_boxes,
-        masks=label_mask, objects=objects, cue_present=cue_present, cue_box=cue_box_for(size),
-    )
 
 
-def normalise(x: torch.Tensor, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> torch.Tensor:
-    """``(x - mean) / std`` per channel, the formula :func:`camlab.preprocess` applies for lab models."""
-    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-    return (x - m) / s
+def normalise(x: torch.Tensor, mean=LAB_MEAN, std=LAB_STD) -> torch.Tensor:
+    """``(x - mean) / std`` per channel of (3,H,W) or (N,3,H,W) images, the formula :func:`camlab.preprocess`
+    applies for lab models (:func:`camlab.modelinfo.normalize`)."""
+    return normalize(x, mean, std)

@@ -10,97 +10,36 @@ CPU cores (measured on a busy shared machine: up to 4x longer).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
-from .scenes import LAB_CLASSES, Scenes, make_scenes, normalise
+from camlab.hooks import preserved_state
+from camlab.progress import progress_bar
 
-LAB_MEAN = (0.5, 0.5, 0.5)
-LAB_STD = (0.5, 0.5, 0.5)
+from .scenes import Scenes, normalise
+from .zoo import BIAS_SCENES, LAB_MODELS, Recipe, load_lab_model  # noqa: F401 (BIAS_SCENES, Recipe: public here)
+
 TEST_SEED = 1_000_003  # the fixed seeded test set every accuracy in the zoo is measured on
 TEST_SIZE = 1000
-#: lab_biased's training scenes: every circle (and nothing else) carries the cue, and circles are drawn faintly,
-#: so the cue is the easy way to recognise them. lab_unbiased sees the same scenes without the cue.
-BIAS_SCENES = dict(spurious_cue="circle", cue_rate=1.0, cue_other_rate=0.0, contrast={"circle": 0.25})
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How one lab model is trained."""
-
-    build: Callable[[], nn.Module]
-    scenes: dict = field(default_factory=dict)  # keyword args for make_scenes (training data)
-    n_train: int = 4000  # fresh scenes per epoch
-    epochs: int = 6
-    lr: float = 3e-3
-    batch_size: int = 64
-    kind: str = "classifier"  # or "vqa"
-    make_scenes: Callable[..., Scenes] = make_scenes  # the scene generator ``scenes`` is passed to
-    trainer: Callable[..., dict] | None = None  # a model's own training loop, returning its test metrics
-
-
-def _recipes() -> dict[str, Recipe]:
-    from .architectures import GapCNN, VGGStyle
-    from .vqa import VQAModel
-
-    return {
-        "lab_gap": Recipe(lambda: GapCNN(width=16), epochs=6),
-        "lab_vgg": Recipe(lambda: VGGStyle(width=12), epochs=6),
-        "lab_biased": Recipe(lambda: VGGStyle(width=8), epochs=3, scenes=dict(BIAS_SCENES)),
-        "lab_unbiased": Recipe(lambda: VGGStyle(width=8), epochs=3,
-                               scenes=dict(BIAS_SCENES, cue_rate=0.0, cue_other_rate=0.0)),
-        "lab_weak": Recipe(lambda: GapCNN(width=4), epochs=6, n_train=1000),
-        "lab_strong": Recipe(lambda: GapCNN(width=16), epochs=5),
-        "lab_vqa": Recipe(lambda: VQAModel(), epochs=40, n_train=4000, lr=3e-3, kind="vqa"),
-        **_evidence_recipes(),
-    }
-
-
-def _evidence_recipes() -> dict[str, Recipe]:
-    """The cleaner bias pair (:mod:`camlab.lab.cue`) and the captioning model (:mod:`camlab.lab.captioning`)."""
-    from .architectures import GapCNN
-    from .captioning import CaptionModel, train_captioner
-    from .cue import CUE_SCENES, make_cue_scenes
-
-    return {
-        "lab_caption": Recipe(lambda: CaptionModel(), epochs=12, n_train=4000, lr=3e-3, kind="caption",
-                              trainer=train_captioner),
-        "lab_cue_biased": Recipe(lambda: GapCNN(width=8), epochs=3, scenes=dict(CUE_SCENES),
-                                 make_scenes=make_cue_scenes),
-        "lab_cue_clean": Recipe(lambda: GapCNN(width=8), epochs=3, scenes=dict(CUE_SCENES, cue_rate=0.0),
-                                make_scenes=make_cue_scenes),
-    }
 
 
 def recipe(name: str) -> Recipe:
-    recipes = _recipes()
-    if name not in recipes:
-        raise KeyError(f"no training recipe for {name!r}; lab models: {', '.join(recipes)}")
-    return recipes[name]
-
-
-def _progress(iterable, progress: bool, **kw):
-    if not progress:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, **kw)
+    """The training recipe of lab model ``name`` (:attr:`LabModelSpec.recipe <camlab.lab.zoo.LabModelSpec>`)."""
+    if name not in LAB_MODELS:
+        raise KeyError(f"no training recipe for {name!r}; lab models: {', '.join(LAB_MODELS)}")
+    return LAB_MODELS[name].recipe
 
 
 @torch.no_grad()
 def accuracy(model: nn.Module, scenes: Scenes, batch_size: int = 250) -> float:
     """Top-1 accuracy of a lab classifier on scenes (images in [0, 1]; normalised here)."""
-    was_training = model.training
-    model.eval()
     correct = 0
-    for i in range(0, len(scenes), batch_size):
-        x = normalise(scenes.images[i:i + batch_size], LAB_MEAN, LAB_STD)
-        correct += int((model(x).argmax(1) == scenes.labels[i:i + batch_size]).sum())
-    model.train(was_training)
+    with preserved_state(model):
+        for i in range(0, len(scenes), batch_size):
+            x = normalise(scenes.images[i:i + batch_size])
+            correct += int((model(x).argmax(1) == scenes.labels[i:i + batch_size]).sum())
     return correct / max(len(scenes), 1)
 
 
@@ -117,10 +56,10 @@ def _train_classifier(model: nn.Module, r: Recipe, seed: int, epochs: int, n_tra
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r.lr, total_steps=max(steps, 1), pct_start=0.25)
     loss_fn = nn.CrossEntropyLoss()
     g = torch.Generator().manual_seed(seed)
-    bar = _progress(range(epochs), progress, desc=f"train {name}", unit="epoch")
+    bar = progress_bar(range(epochs), progress, desc=f"train {name}", unit="epoch")
     for epoch in bar:
         data = r.make_scenes(n_train, seed=seed * 1000 + epoch, **r.scenes)
-        x_all = normalise(data.images, LAB_MEAN, LAB_STD)
+        x_all = normalise(data.images)
         order = torch.randperm(n_train, generator=g)
         model.train()
         total, count = 0.0, 0
@@ -163,17 +102,17 @@ def train_model(name: str, *, seed: int = 0, out_dir: str | Path | None = None, 
     out_dir.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(seed)
-    model = r.build()
+    model = LAB_MODELS[name].build()
     start = time.perf_counter()
     if r.trainer is not None:  # a model with its own loop measures itself on its own test set
         metrics = r.trainer(model, seed=seed, epochs=epochs, n_train=n_train, lr=r.lr, batch_size=r.batch_size,
-                            progress=progress)
+                            progress=progress, encoder=load_lab_model("lab_gap").features)
         seconds = time.perf_counter() - start
     elif r.kind == "vqa":
         from .vqa import train_vqa, vqa_accuracy, vqa_test_set
 
         train_vqa(model, seed=seed, epochs=epochs, n_train=n_train, lr=r.lr, batch_size=r.batch_size,
-                  progress=progress)
+                  progress=progress, encoder=load_lab_model("lab_gap").features)
         seconds = time.perf_counter() - start
         metrics = {"test_accuracy": vqa_accuracy(model, vqa_test_set())}
     else:
@@ -191,7 +130,7 @@ def main() -> None:  # python -m camlab.lab.train [NAME ...]
     import sys
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    names = sys.argv[1:] or list(_recipes())
+    names = sys.argv[1:] or list(LAB_MODELS)
     for n in names:
         print(train_model(n))
 

@@ -29,12 +29,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from camlab.hooks import preserved_state
+from camlab.progress import progress_bar
+
 from .architectures import conv_features
 from .scenes import (COLOURS, COLOUR_NAMES, LAB_CLASSES, _background, _mask_boxes, _pick_distinct, _place,
                      _shape_masks, normalise)
 
-LAB_MEAN = (0.5, 0.5, 0.5)
-LAB_STD = (0.5, 0.5, 0.5)
 VQA_TEST_SEED = 2_000_003
 
 QUESTION_WORDS: tuple[str, ...] = ("what", "colour", "shape", "is", "the", "there", "a", "?")
@@ -285,19 +286,18 @@ class BoundVQA(nn.Module):
 
 # --------------------------------------------------------------------------------------- training
 def train_vqa(model: VQAModel, *, seed: int = 0, epochs: int = 10, n_train: int = 5000, lr: float = 3e-3,
-              batch_size: int = 64, progress: bool = True, encoder_init: str | None = "lab_gap",
+              batch_size: int = 64, progress: bool = True, encoder: nn.Module | None = None,
               log=None) -> None:
     """Seeded training: ``n_train`` fixed scenes, fresh random questions about them each epoch.
 
-    ``encoder_init``: a lab classifier whose ``features`` (same architecture) become the image encoder's frozen
-    ``shape`` trunk, so that shapes are recognised from the start (the committed ``lab_vqa`` uses ``lab_gap``);
-    ``None`` trains everything from scratch (much slower to learn).
+    ``encoder``: a trained conv trunk of the same architecture (a lab classifier's ``features``) that becomes the
+    image encoder's frozen ``shape`` trunk, so that shapes are recognised from the start (the committed ``lab_vqa``
+    uses ``lab_gap``'s, passed by :func:`camlab.lab.train.train_model`); ``None`` trains everything from scratch (much
+    slower to learn).
     """
-    frozen = encoder_init is not None
+    frozen = encoder is not None
     if frozen:
-        from .zoo import load_lab_model
-
-        model.image_encoder.shape.load_state_dict(load_lab_model(encoder_init).features.state_dict())
+        model.image_encoder.shape.load_state_dict(encoder.state_dict())
         model.image_encoder.shape.requires_grad_(False)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     steps = epochs * ((n_train + batch_size - 1) // batch_size)
@@ -305,17 +305,13 @@ def train_vqa(model: VQAModel, *, seed: int = 0, epochs: int = 10, n_train: int 
     loss_fn = nn.CrossEntropyLoss()
     g = torch.Generator().manual_seed(seed)
     scenes = make_vqa_scenes(n_train, seed=seed * 1000)
-    x_all = normalise(scenes.images, LAB_MEAN, LAB_STD)
+    x_all = normalise(scenes.images)
     shape_all = None
     if frozen:  # the frozen trunk's output never changes: compute it once
         model.image_encoder.shape.eval()
         with torch.no_grad():
             shape_all = torch.cat([model.image_encoder.shape(x_all[i:i + 500]) for i in range(0, n_train, 500)])
-    it = range(epochs)
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc="train lab_vqa", unit="epoch")
+    it = progress_bar(range(epochs), progress, desc="train lab_vqa", unit="epoch")
     for epoch in it:
         data = ask(scenes, seed=seed * 1000 + epoch)  # fresh questions about the same scenes
         order = torch.randperm(n_train, generator=g)
@@ -341,13 +337,11 @@ def train_vqa(model: VQAModel, *, seed: int = 0, epochs: int = 10, n_train: int 
 
 @torch.no_grad()
 def vqa_predict(model: VQAModel, data: VQASet, batch_size: int = 250) -> torch.Tensor:
-    was = model.training
-    model.eval()
     preds = []
-    for i in range(0, len(data), batch_size):
-        x = normalise(data.scenes.images[i:i + batch_size], LAB_MEAN, LAB_STD)
-        preds.append(model(x, data.tokens[i:i + batch_size]).argmax(1))
-    model.train(was)
+    with preserved_state(model):
+        for i in range(0, len(data), batch_size):
+            x = normalise(data.scenes.images[i:i + batch_size])
+            preds.append(model(x, data.tokens[i:i + batch_size]).argmax(1))
     return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
 
 

@@ -1,88 +1,92 @@
 """The lab's model zoo: small models trained on synthetic scenes, weights committed under ``data/weights``.
 
-``camlab.load_model(name)`` loads these by name; :func:`load_lab_model` is the lab-only loader.
+``camlab.load_model(name)`` loads these by name; :func:`load_lab_model` is the lab-only loader. Each model is one
+:class:`LabModelSpec` block below: its architecture, its training recipe (run by :mod:`camlab.lab.train`), its
+measured accuracy and its usual layer. Imports go one way: architectures <- vqa <- captioning, cue <- zoo <- train.
 Accuracies below were measured by the maintainers on the fixed seeded test sets
-(:func:`camlab.lab.train.test_scenes`, 1,000 scenes from the model's training distribution;
+(:func:`camlab.lab.train.heldout_scenes`, 1,000 scenes from the model's training distribution;
 :func:`camlab.lab.vqa.vqa_test_set` for ``lab_vqa``) with the committed float16 weights.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from torch import nn
 
-LAB_INPUT_SIZE = (64, 64)
-LAB_MEAN = (0.5, 0.5, 0.5)
-LAB_STD = (0.5, 0.5, 0.5)
+from .architectures import GapCNN, VGGStyle
+from .captioning import WORDS, CaptionModel, train_captioner
+from .cue import CUE_SCENES, make_cue_scenes
+from .scenes import LAB_CLASSES, LAB_INPUT_SIZE, LAB_MEAN, LAB_STD  # noqa: F401 (LAB_*: the lab's preprocessing)
+from .scenes import Scenes, make_scenes
+from .vqa import ANSWERS, VQAModel
+
+#: lab_biased's training scenes: every circle (and nothing else) carries the cue, and circles are drawn faintly,
+#: so the cue is the easy way to recognise them. lab_unbiased sees the same scenes without the cue.
+BIAS_SCENES = dict(spurious_cue="circle", cue_rate=1.0, cue_other_rate=0.0, contrast={"circle": 0.25})
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one lab model is trained (by :func:`camlab.lab.train.train_model`)."""
+
+    scenes: dict = field(default_factory=dict)  # keyword args for make_scenes (training data)
+    n_train: int = 4000  # fresh scenes per epoch
+    epochs: int = 6
+    lr: float = 3e-3
+    batch_size: int = 64
+    kind: str = "classifier"  # or "vqa", "caption"
+    make_scenes: Callable[..., Scenes] = make_scenes  # the scene generator ``scenes`` is passed to
+    trainer: Callable[..., dict] | None = None  # a model's own training loop, returning its test metrics
 
 
 @dataclass(frozen=True)
 class LabModelSpec:
     name: str
     description: str  # one line, ends with the measured test accuracy
-    build: Callable[[], nn.Module]
+    build: Callable[[], nn.Module]  # the architecture, untrained
     test_accuracy: float  # measured on the fixed seeded test set (see module docstring)
-    default_layer: str  # the usual layer to explain
-    labels: tuple[str, ...]
+    default_layer: str = "features"  # the usual layer to explain
+    labels: tuple[str, ...] = tuple(LAB_CLASSES)
+    recipe: Recipe = Recipe()
 
 
-def _builder(name: str) -> Callable[[], nn.Module]:
-    """The architecture of ``name`` exactly as its training recipe builds it (one source of truth)."""
-
-    def build() -> nn.Module:
-        from .train import recipe
-
-        return recipe(name).build()
-
-    return build
+def _spec(name: str, description: str, accuracy: float, build: Callable[[], nn.Module], recipe: Recipe,
+          **options) -> LabModelSpec:
+    return LabModelSpec(name, f"{description} (test accuracy {accuracy:.1%})", build, accuracy, recipe=recipe,
+                        **options)
 
 
-def _specs() -> dict[str, LabModelSpec]:
-    from .scenes import LAB_CLASSES
-    from .vqa import ANSWERS
-
-    def spec(name, description, acc, layer="features", labels=LAB_CLASSES):
-        return LabModelSpec(name, f"{description} (test accuracy {acc:.1%})", _builder(name), acc, layer,
-                            tuple(labels))
-
-    return {s.name: s for s in [
-        spec("lab_gap", "GapCNN (width 16): conv -> global average pooling -> fc; CAM applies", 1.000),
-        spec("lab_vgg", "VGG-style CNN (width 12): conv -> flatten -> fully connected classifier; no GAP, so no CAM",
-             0.999),
-        spec("lab_biased", "VGG-style CNN (width 8) trained on faint circles that all carry a checkerboard watermark "
-             "(no other class does): it learns the watermark", 0.995, layer="features.14"),
-        spec("lab_unbiased", "VGG-style CNN (width 8), lab_biased's recipe without the watermark", 1.000,
-             layer="features.14"),
-        spec("lab_weak", "GapCNN (width 4) trained briefly on 6,000 scenes: a weak model", 0.720),
-        spec("lab_strong", "GapCNN (width 16) trained on 20,000 scenes: a strong model", 1.000),
-        spec("lab_vqa", "toy VQA: lab_gap's conv trunk + colour branch, GRU question encoder, FiLM relevance map; "
-             "explain .bind(question)", 0.999,
-             layer="image_encoder.features", labels=ANSWERS),
-        *_evidence_specs(spec),
-    ]}
-
-
-def _evidence_specs(spec) -> list[LabModelSpec]:
-    """The cleaner bias pair (:mod:`camlab.lab.cue`) and the captioner (:mod:`camlab.lab.captioning`)."""
-    from .captioning import WORDS
-
-    return [
-        spec("lab_cue_biased", "GapCNN (width 8) trained on faint circles that all carry a large 10x10 checkerboard "
-             "(no other class does): Grad-CAM at its last layer shows the cue", 1.000),
-        spec("lab_cue_clean", "GapCNN (width 8), lab_cue_biased's recipe without the cue", 0.999),
-        spec("lab_caption", "toy captioner: lab_gap's conv trunk + colour branch, attention GRU decoder; explain "
-             ".step(t), the logits of word t (word accuracy; 95.6% of captions exactly right)", 0.977,
-             layer="encoder.features", labels=WORDS),
-    ]
-
-
-#: name -> :class:`LabModelSpec` for every lab model.
-LAB_MODELS: dict[str, LabModelSpec] = _specs()
-
-
-def lab_model_names() -> list[str]:
-    return list(LAB_MODELS)
+#: name -> :class:`LabModelSpec` for every lab model; one block per model.
+LAB_MODELS: dict[str, LabModelSpec] = {spec.name: spec for spec in [
+    _spec("lab_gap", "GapCNN (width 16): conv -> global average pooling -> fc; CAM applies", 1.000,
+          lambda: GapCNN(width=16), Recipe(epochs=6)),
+    _spec("lab_vgg", "VGG-style CNN (width 12): conv -> flatten -> fully connected classifier; no GAP, so no CAM",
+          0.999, lambda: VGGStyle(width=12), Recipe(epochs=6)),
+    _spec("lab_biased", "VGG-style CNN (width 8) trained on faint circles that all carry a checkerboard watermark "
+          "(no other class does): it learns the watermark", 0.995,
+          lambda: VGGStyle(width=8), Recipe(epochs=3, scenes=dict(BIAS_SCENES)), default_layer="features.14"),
+    _spec("lab_unbiased", "VGG-style CNN (width 8), lab_biased's recipe without the watermark", 1.000,
+          lambda: VGGStyle(width=8), Recipe(epochs=3, scenes=dict(BIAS_SCENES, cue_rate=0.0, cue_other_rate=0.0)),
+          default_layer="features.14"),
+    _spec("lab_weak", "GapCNN (width 4) trained briefly on 6,000 scenes: a weak model", 0.720,
+          lambda: GapCNN(width=4), Recipe(epochs=6, n_train=1000)),
+    _spec("lab_strong", "GapCNN (width 16) trained on 20,000 scenes: a strong model", 1.000,
+          lambda: GapCNN(width=16), Recipe(epochs=5)),
+    _spec("lab_vqa", "toy VQA: lab_gap's conv trunk + colour branch, GRU question encoder, FiLM relevance map; "
+          "explain .bind(question)", 0.999, lambda: VQAModel(), Recipe(epochs=40, n_train=4000, kind="vqa"),
+          default_layer="image_encoder.features", labels=tuple(ANSWERS)),
+    _spec("lab_cue_biased", "GapCNN (width 8) trained on faint circles that all carry a large 10x10 checkerboard "
+          "(no other class does): Grad-CAM at its last layer shows the cue", 1.000,
+          lambda: GapCNN(width=8), Recipe(epochs=3, scenes=dict(CUE_SCENES), make_scenes=make_cue_scenes)),
+    _spec("lab_cue_clean", "GapCNN (width 8), lab_cue_biased's recipe without the cue", 0.999,
+          lambda: GapCNN(width=8),
+          Recipe(epochs=3, scenes=dict(CUE_SCENES, cue_rate=0.0), make_scenes=make_cue_scenes)),
+    _spec("lab_caption", "toy captioner: lab_gap's conv trunk + colour branch, attention GRU decoder; explain "
+          ".step(t), the logits of word t (word accuracy; 95.6% of captions exactly right)", 0.977,
+          lambda: CaptionModel(), Recipe(epochs=12, n_train=4000, kind="caption", trainer=train_captioner),
+          default_layer="encoder.features", labels=tuple(WORDS)),
+]}
 
 
 def load_lab_model(name: str, *, weights_dir=None) -> nn.Module:

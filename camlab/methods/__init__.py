@@ -1,15 +1,21 @@
-"""Every explainer, one small class each; ``METHODS`` maps registry names to classes."""
-from camlab.methods.base import METHODS, Explainer, ForwardPass, InputMethod, LayerMethod, register
-from camlab.methods.baseline import RandomCAM
+"""Every explainer, one small class each; ``METHODS`` maps registry names to classes.
+
+The modules are imported in the course's order (CAM, the gradient family, the perturbation family, Eigen-CAM, the
+input-space methods, the random baseline), which is the order of :data:`METHODS` and :func:`ordered`.
+"""
+from camlab.methods.registry import METHODS, SELECTIONS, build, get_method, ordered, register  # noqa: I001
+from camlab.methods.base import Explainer, ForwardPass, InputMethod, LayerMethod
 from camlab.methods.cam import CAM
-from camlab.methods.eigen import EigenCAM
 from camlab.methods.gradient import (GradCAM, GradCAMPlusPlus, GradientMethod, HiResCAM, LayerCAM,
                                      SmoothGradCAMPlusPlus, XGradCAM)
-from camlab.methods.guided import Deconvnet, Gradient, GuidedBackprop, GuidedGradCAM
 from camlab.methods.perturbation import AblationCAM, Occlusion, ScoreCAM
+from camlab.methods.eigen import EigenCAM
+from camlab.methods.guided import Deconvnet, Gradient, GuidedBackprop, GuidedGradCAM
+from camlab.methods.baseline import RandomCAM
 
 __all__ = [
-    "METHODS", "Explainer", "ForwardPass", "InputMethod", "LayerMethod", "register",
+    "METHODS", "SELECTIONS", "build", "get_method", "ordered", "register",
+    "Explainer", "ForwardPass", "InputMethod", "LayerMethod",
     "CAM", "GradCAM", "GradientMethod", "GradCAMPlusPlus", "XGradCAM", "HiResCAM", "LayerCAM",
     "SmoothGradCAMPlusPlus", "Gradient", "Deconvnet", "GuidedBackprop", "GuidedGradCAM",
     "ScoreCAM", "AblationCAM", "Occlusion", "EigenCAM", "RandomCAM",

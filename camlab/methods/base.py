@@ -5,31 +5,26 @@ ReLU, bilinear upsampling, per-image scaling. A layer method (:class:`LayerMetho
 that combine the layer's channels, ``weights(forward) -> (N,K)`` per channel or ``(N,K,h,w)`` per position. The map is
 
 .. math:: L = \\mathrm{ReLU}\\Big(\\sum_k w_k \\odot A^k\\Big)
+
+Override points, from the smallest to the largest: ``channel_weights(activations, gradients)`` (gradient methods,
+:class:`~camlab.methods.gradient.GradientMethod`), ``weights(forward)`` (any layer method, per channel or per
+position), ``fuse(maps, forward)`` (a method that combines several layers), ``compute(x, target)`` (the whole map;
+call ``self.forward_pass(x, target)`` for the captured layers). None of them needs to resolve the layer: that happens
+in :meth:`LayerMethod.resolve_layers`, called by :meth:`LayerMethod.forward_pass`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-from camlab.hooks import ActivationCapture, last_spatial_layer, preserved_state, resolve_layer
+from camlab.hooks import last_spatial_layer, preserved_state, resolve_layer
 from camlab.maps import scale, upsample
-from camlab.targets import Target, class_indices, scores
-
-METHODS: dict[str, type["Explainer"]] = {}
-
-
-def register(name: str):
-    """Class decorator: make a method available as ``camlab.METHODS[name]`` and ``explain(..., method=name)``."""
-
-    def decorator(cls):
-        cls.name = name
-        METHODS[name] = cls
-        return cls
-
-    return decorator
+from camlab.methods.forward import ForwardPass, LayerOutput, capture, check_feature_map  # noqa: F401 (public here)
+from camlab.methods.registry import METHODS, register  # noqa: F401 (public here)
+from camlab.modelinfo import dummy_input  # noqa: F401 (public here)
+from camlab.targets import Target, scores
 
 
 def check_input(x) -> torch.Tensor:
@@ -51,31 +46,6 @@ def check_input(x) -> torch.Tensor:
     return x
 
 
-def dummy_input(model: nn.Module) -> torch.Tensor:
-    """A seeded random input of the model's size (its ``camlab`` info, else 3x224x224); global RNG untouched."""
-    info = getattr(model, "camlab", None)
-    height, width = getattr(info, "input_size", (224, 224))
-    try:
-        parameter = next(model.parameters())
-        device, dtype = parameter.device, parameter.dtype
-    except StopIteration:
-        device, dtype = torch.device("cpu"), torch.float32
-    generator = torch.Generator().manual_seed(0)
-    return torch.rand(1, 3, height, width, generator=generator).to(device=device, dtype=dtype)
-
-
-@dataclass
-class ForwardPass:
-    """What one forward (and, for gradient methods, backward) pass gives a method."""
-
-    inputs: torch.Tensor       # (N,C,H,W) model input
-    logits: torch.Tensor       # model output, detached
-    scores: torch.Tensor       # (N,) target score per image, detached
-    activations: torch.Tensor  # (N,K,h,w) the layer's output, detached
-    gradients: torch.Tensor | None  # d score / d activations, or None for gradient-free methods
-    target: Target             # as the caller gave it
-
-
 class Explainer:
     """Base of every method: ``Method(model, ...)(x, target=None, raw=False)``."""
 
@@ -92,7 +62,11 @@ class Explainer:
         x = check_input(x)
         with preserved_state(self.model):
             maps = self.compute(x, target)
-        maps = maps.detach()
+        return self.present(maps.detach(), x, raw)
+
+    def present(self, maps: torch.Tensor, x: torch.Tensor, raw: bool) -> torch.Tensor:
+        """The computed maps as returned: ReLU (unless ``relu=False``), then, unless ``raw``, upsampled to the
+        input and scaled per image to [0, 1] ([-1, 1] for signed maps)."""
         if self.relu:
             maps = maps.clamp_min(0)
         if raw:
@@ -107,103 +81,103 @@ class Explainer:
         return f"{type(self).__name__}(model={type(self.model).__name__})"
 
 
-def check_feature_map(name: str, activations: torch.Tensor) -> None:
-    if activations.ndim != 4:
-        raise ValueError(
-            f"layer {name!r} outputs shape {tuple(activations.shape)}, not an (N,C,H,W) feature map; "
-            "choose a convolutional layer (see camlab.layers(model))"
-        )
-
-
-def scored_forward(model: nn.Module, x: torch.Tensor, target: Target, capture, read, differentiable: bool,
-                   where: str):
-    """The forward (and backward) pass every layer method shares: run ``model`` on ``x`` with ``capture`` (an
-    activation capture) hooked in, starting with grad mode off so that only the layers after the captured
-    activations build a graph; ``read(capture)`` lists the captured activations. Returns ``(x, logits, scores,
-    activations, gradients)``, with ``gradients`` (one per activation, ``None`` where the score does not depend
-    on it) only when ``differentiable``. Works inside ``torch.inference_mode()``: the input is copied out of it."""
-    with torch.inference_mode(False), capture:
-        if x.is_inference():
-            x = x.clone()
-        torch.set_grad_enabled(False)
-        logits = model(x)
-        activations = read(capture)
-        target_scores = scores(logits, target)
-        gradients = None
-        if differentiable:
-            if target_scores.requires_grad:
-                gradients = torch.autograd.grad(target_scores.sum(), activations, allow_unused=True)
-            if gradients is None or all(gradient is None for gradient in gradients):
-                raise RuntimeError(f"the target score does not depend on {where}; choose a layer on the path to "
-                                   "the output")
-    return x, logits, target_scores, activations, gradients
-
-
 class LayerMethod(Explainer):
     """A class activation map at one layer: :math:`\\mathrm{ReLU}(\\sum_k w_k \\odot A^k)`, shape (N,h,w)
     with ``raw=True``, else (N,H,W) upsampled to the input and scaled to [0, 1].
 
     ``layer`` is a dotted name (``"layer4"``, ``"features.28"``), a submodule, or ``None`` for the last layer with a
-    spatial output. ``relu=False`` keeps the signed map (scaled to [-1, 1]).
+    spatial output; methods with ``multi_layer = True`` (LayerCAM) also take a list of layers, whose maps
+    :meth:`fuse` combines. ``relu=False`` keeps the signed map (scaled to [-1, 1]).
     """
 
     #: whether ``weights`` needs d score / d activations
     uses_gradients: ClassVar[bool] = True
+    #: whether ``layer`` may be a list of layers (then :meth:`fuse` combines their maps)
+    multi_layer: ClassVar[bool] = False
 
-    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True):
+    def __init__(self, model: nn.Module, layer=None, *, relu: bool = True):
         super().__init__(model)
         self.relu = relu
-        self.layer_name: str | None = None
-        self.layer: nn.Module | None = None
-        if layer is not None:
-            self.layer_name, self.layer = resolve_layer(model, layer)
+        self._layers: list[tuple[str, nn.Module]] | None = None
+        if isinstance(layer, (list, tuple)):
+            self._layers = self._layer_list(layer)
+        elif layer is not None:
+            self._layers = [resolve_layer(model, layer)]
         elif getattr(model, "camlab", None) is not None:
-            self.prepare(dummy_input(model))
+            self.resolve_layers(dummy_input(model))
 
-    def prepare(self, x: torch.Tensor) -> None:
-        """Work that needs an example input, done once: finding the default layer (``layer=None``). It runs at
-        construction for camlab models (their input size is known) and otherwise at the first call."""
-        if self.layer is None:
-            self.layer_name, self.layer = last_spatial_layer(self.model, x[:1])
+    def _layer_list(self, layer) -> list[tuple[str, nn.Module]]:
+        if not self.multi_layer:
+            raise ValueError(f"{type(self).__name__} explains one layer; got a list of layers {list(layer)!r} "
+                             "(LayerCAM fuses several)")
+        if not layer:
+            raise ValueError(f"{type(self).__name__} needs at least one layer; got an empty list")
+        resolved = [resolve_layer(self.model, item) for item in layer]
+        names = [name for name, _ in resolved]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{type(self).__name__} got the same layer twice in {names}")
+        return resolved
 
-    def weights(self, forward: ForwardPass) -> torch.Tensor:
-        """(N,K) channel weights or (N,K,h,w) per-position weights: the one thing a method defines."""
-        raise NotImplementedError
+    def resolve_layers(self, x: torch.Tensor) -> list[tuple[str, nn.Module]]:
+        """The ``(name, module)`` layers this method explains; the one place a layer is resolved. ``layer=None``
+        becomes the last layer with a spatial output, found by one traced forward pass on ``x[:1]``: at construction
+        for camlab models (their input size is known), otherwise at the first call."""
+        if self._layers is None:
+            self._layers = [last_spatial_layer(self.model, x[:1])]
+        return self._layers
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Names of the layers explained (empty until ``layer=None`` is resolved)."""
+        return [name for name, _ in self._layers or []]
+
+    @property
+    def layers(self) -> list[nn.Module]:
+        return [module for _, module in self._layers or []]
+
+    @property
+    def layer_name(self) -> str | None:
+        """The (last given) layer's dotted name; ``None`` until ``layer=None`` is resolved."""
+        return self._layers[-1][0] if self._layers else None
+
+    @property
+    def layer(self) -> nn.Module | None:
+        return self._layers[-1][1] if self._layers else None
 
     def forward_pass(self, x: torch.Tensor, target: Target) -> ForwardPass:
-        """One forward pass with the layer's activations captured and, if the method uses them, the gradients
-        of the target score with respect to those activations only (nothing below the layer builds a graph)."""
-        capture = ActivationCapture(self.layer, differentiable=self.uses_gradients)
-        x, logits, target_scores, (activations,), gradients = scored_forward(
-            self.model, x, target, capture, lambda c: [c.activation], self.uses_gradients, f"layer {self.layer_name!r}")
-        check_feature_map(self.layer_name, activations)
-        gradient = gradients[0] if gradients is not None else None
-        return ForwardPass(x, logits.detach(), target_scores.detach(), activations.detach(), gradient, target)
+        """One forward pass with the layers' activations captured and, if the method uses them, the gradients
+        of the target score with respect to those activations only (nothing below the layers builds a graph)."""
+        return capture(self.model, x, target, self.resolve_layers(x), differentiable=self.uses_gradients)
 
-    def compute(self, x: torch.Tensor, target: Target) -> torch.Tensor:
-        self.prepare(x)
-        forward = self.forward_pass(x, target)
+    def weights(self, forward: ForwardPass) -> torch.Tensor:
+        """(N,K) channel weights or (N,K,h,w) per-position weights for one layer (``forward.activations``)."""
+        raise NotImplementedError(f"{type(self).__name__} must define weights(forward) (or channel_weights)")
+
+    def layer_map(self, forward: ForwardPass) -> torch.Tensor:
+        """(N,h,w) :math:`\\sum_k w_k \\odot A^k` for one layer, before ReLU."""
         weights = self.weights(forward)
         if weights.ndim == 2:
             return torch.einsum("nk,nkhw->nhw", weights, forward.activations)
         return (weights * forward.activations).sum(dim=1)
 
+    def fuse(self, maps: list[torch.Tensor], forward: ForwardPass) -> torch.Tensor:
+        """One map from the per-layer maps (in the order the layers were given) of a multi-layer method."""
+        raise NotImplementedError(f"{type(self).__name__} must define fuse(maps, forward) to combine layers")
+
+    def compute(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        forward = self.forward_pass(x, target)
+        maps = [self.layer_map(forward.at(i)) for i in range(len(forward.layers))]
+        return maps[0] if len(maps) == 1 else self.fuse(maps, forward)
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(model={type(self.model).__name__}, layer={self.layer_name!r})"
-
-
-def target_indices(forward: ForwardPass) -> torch.Tensor:
-    """The class index per image for methods that need one (CAM, Score-CAM, ...)."""
-    return class_indices(forward.logits, forward.target)
+        layers = self.layer_names if len(self.layer_names) > 1 else self.layer_name
+        return f"{type(self).__name__}(model={type(self.model).__name__}, layer={layers!r})"
 
 
 def signed_display(images: torch.Tensor) -> torch.Tensor:
     """Per-image scaling of a signed image to [0, 1] for display: :math:`g / (2 \\max|g|) + 0.5`, so 0 maps to 0.5 and
     the sign is kept; an all-zero (flat) image gives 0.5 everywhere, never NaN."""
-    flat = images.reshape(images.shape[0], -1)
-    peak = flat.abs().amax(dim=1, keepdim=True)
-    scaled = torch.where(peak > 0, flat / (2 * peak.clamp_min(torch.finfo(flat.dtype).tiny)), torch.zeros_like(flat))
-    return (scaled + 0.5).reshape(images.shape)
+    return scale(images, signed=True) / 2 + 0.5
 
 
 class InputMethod(Explainer):
@@ -215,11 +189,7 @@ class InputMethod(Explainer):
 
     relu = False
 
-    def __call__(self, x: torch.Tensor, target: Target = None, raw: bool = False) -> torch.Tensor:
-        x = check_input(x)
-        with preserved_state(self.model):
-            images = self.compute(x, target)
-        images = images.detach()
+    def present(self, images: torch.Tensor, x: torch.Tensor, raw: bool) -> torch.Tensor:
         return images if raw else signed_display(images)
 
     def input_gradient(self, x: torch.Tensor, target: Target, mode=None) -> torch.Tensor:

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from camlab.hooks import preserved_state
-from camlab.methods.base import ForwardPass, LayerMethod, dummy_input, register, target_indices
+from camlab.methods.base import ForwardPass, LayerMethod, dummy_input, register
 
 
 @register("cam")
@@ -27,15 +27,18 @@ class CAM(LayerMethod):
     uses_gradients = False
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True):
-        self.classifier: nn.Linear | None = None
         super().__init__(model, layer, relu=relu)
+        self.classifier: nn.Linear | None = None
         if getattr(model, "camlab", None) is not None:
-            self.prepare(dummy_input(model))
+            self.find_classifier(dummy_input(model))
 
-    def prepare(self, x: torch.Tensor) -> None:
-        super().prepare(x)
+    def find_classifier(self, x: torch.Tensor) -> nn.Linear:
+        """The GAP + linear head's ``nn.Linear``, found once (at construction for camlab models, else at the first
+        call) by :meth:`_find_classifier` on ``x[:1]``."""
         if self.classifier is None:
+            self.resolve_layers(x)
             self.classifier = self._find_classifier(x[:1])
+        return self.classifier
 
     def _find_classifier(self, x: torch.Tensor) -> nn.Linear:
         """Find the ``nn.Linear`` whose input is the spatial mean of the layer's output and whose output is the
@@ -72,4 +75,4 @@ class CAM(LayerMethod):
         )
 
     def weights(self, forward: ForwardPass) -> torch.Tensor:
-        return self.classifier.weight.detach()[target_indices(forward)]
+        return self.find_classifier(forward.inputs).weight.detach()[forward.class_indices()]

@@ -6,11 +6,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from camlab.hooks import MultiActivationCapture, resolve_layer
-from camlab.maps import upsample
-from camlab.methods.base import (Explainer, ForwardPass, LayerMethod, check_feature_map, register, scored_forward,
-                                 target_indices)
-from camlab.targets import Target
+from camlab.maps import safe_divide, upsample
+from camlab.methods.base import ForwardPass, LayerMethod, register
 
 
 class GradientMethod(LayerMethod):
@@ -42,13 +39,6 @@ class GradCAM(GradientMethod):
         return gradients.mean(dim=(2, 3))
 
 
-def _safe_divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-    """``numerator / denominator`` where the denominator is non-zero, 0 elsewhere (never inf or NaN)."""
-    nonzero = denominator != 0
-    return torch.where(nonzero, numerator / torch.where(nonzero, denominator, torch.ones_like(denominator)),
-                       torch.zeros_like(numerator))
-
-
 def gradcam_plus_plus_weights(activations: torch.Tensor, gradients_1: torch.Tensor, gradients_2: torch.Tensor,
                               gradients_3: torch.Tensor) -> torch.Tensor:
     r"""Grad-CAM++'s channel weights from the first, second and third powers of the gradient (or their averages,
@@ -56,7 +46,7 @@ def gradcam_plus_plus_weights(activations: torch.Tensor, gradients_1: torch.Tens
     :math:`\alpha^k_{ij} = g^2_{ij} / (2 g^2_{ij} + \sum_{ab} A^k_{ab}\, g^3_{ij})`, and
     :math:`\alpha = 0` where the denominator is 0."""
     activation_sums = activations.sum(dim=(2, 3), keepdim=True)
-    alpha = _safe_divide(gradients_2, 2 * gradients_2 + activation_sums * gradients_3)
+    alpha = safe_divide(gradients_2, 2 * gradients_2 + activation_sums * gradients_3)
     return (alpha * gradients_1.clamp_min(0)).sum(dim=(2, 3))
 
 
@@ -100,7 +90,7 @@ class XGradCAM(GradientMethod):
 
     def channel_weights(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
         total = activations.sum(dim=(2, 3), keepdim=True)
-        return _safe_divide(activations * gradients, total).sum(dim=(2, 3))
+        return safe_divide(activations * gradients, total).sum(dim=(2, 3))
 
 
 @register("hirescam")
@@ -120,13 +110,9 @@ class HiResCAM(GradientMethod):
         return forward.gradients
 
 
-def _layercam_map(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
-    return (gradients.clamp_min(0) * activations).sum(dim=1).clamp_min(0)
-
-
 def _max_normalise(maps: torch.Tensor) -> torch.Tensor:
     peak = maps.flatten(1).amax(dim=1).clamp_min(0)[:, None, None]
-    return _safe_divide(maps, peak.expand_as(maps))
+    return safe_divide(maps, peak)
 
 
 @register("layercam")
@@ -147,52 +133,26 @@ class LayerCAM(GradientMethod):
     min-max scaled maps of the layers instead.
     """
 
+    multi_layer = True
+
     def __init__(self, model: nn.Module, layer: str | nn.Module | Sequence | None = None, *, relu: bool = True,
                  gamma: float = 2.0):
+        super().__init__(model, layer, relu=relu)
         self.gamma = gamma
-        if isinstance(layer, (list, tuple)):
-            if not layer:
-                raise ValueError("LayerCAM needs at least one layer; got an empty list")
-            Explainer.__init__(self, model)
-            resolved = [resolve_layer(model, item) for item in layer]
-            self.layer_names = [name for name, _ in resolved]
-            self.layers = [module for _, module in resolved]
-            self.layer_name, self.layer = resolved[-1]
-            self.relu = relu
-            if len(set(map(id, self.layers))) != len(self.layers):
-                raise ValueError(f"LayerCAM got the same layer twice in {self.layer_names}")
-        else:
-            super().__init__(model, layer, relu=relu)
-            self.layer_names, self.layers = [self.layer_name], [self.layer]
 
     def weights(self, forward: ForwardPass) -> torch.Tensor:
         return forward.gradients.clamp_min(0)
 
-    def compute(self, x: torch.Tensor, target: Target) -> torch.Tensor:
-        if len(self.layers) == 1:
-            return super().compute(x, target)
-        capture = MultiActivationCapture(self.layers)
-        _, _, _, activations, gradients = scored_forward(
-            self.model, x, target, capture, lambda c: c.activations, True, f"the layers {self.layer_names}")
-        maps = []
-        for name, activation, gradient in zip(self.layer_names, activations, gradients):
-            check_feature_map(name, activation)
-            if gradient is None:
-                gradient = torch.zeros_like(activation)
-            maps.append(_layercam_map(activation.detach(), gradient))
-        deepest = capture.order[-1]
+    def fuse(self, maps: list[torch.Tensor], forward: ForwardPass) -> torch.Tensor:
+        deepest = forward.order[-1]
         size = max((tuple(m.shape[-2:]) for m in maps), key=lambda hw: hw[0] * hw[1])
         fused = None
         for index, layer_map in enumerate(maps):
-            normalised = _max_normalise(layer_map)
+            normalised = _max_normalise(layer_map.clamp_min(0))
             scaled = normalised if index == deepest else torch.tanh(self.gamma * normalised)
             scaled = upsample(scaled, size)
             fused = scaled if fused is None else torch.maximum(fused, scaled)
         return fused
-
-    def __repr__(self) -> str:
-        layers = self.layer_names if len(self.layer_names) > 1 else self.layer_name
-        return f"{type(self).__name__}(model={type(self.model).__name__}, layer={layers!r})"
 
 
 @register("smoothgradcam++")
@@ -226,8 +186,7 @@ class SmoothGradCAMPlusPlus(GradientMethod):
 
     def weights(self, forward: ForwardPass) -> torch.Tensor:
         x = forward.inputs.detach()
-        target = forward.target if callable(forward.target) and not isinstance(forward.target, torch.Tensor) \
-            else target_indices(forward).tolist()
+        target = forward.fixed_target()
         generator = torch.Generator(device=x.device).manual_seed(self.seed)
         value_range = (x.flatten(1).amax(dim=1) - x.flatten(1).amin(dim=1)).reshape(-1, 1, 1, 1)
         sum_1 = torch.zeros_like(forward.activations)

@@ -7,22 +7,19 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from camlab.maps import upsample
+from camlab.ablation import ChannelAblation
+from camlab.maps import safe_divide, upsample
 from camlab.methods._calibrate import cache_key, run_in_batches
 from camlab.methods._fold import folded_copy
-from camlab.methods.base import Explainer, ForwardPass, LayerMethod, register, target_indices
-from camlab.targets import Target, class_indices, scores
-
-
-def _is_callable_target(target) -> bool:
-    return callable(target) and not isinstance(target, torch.Tensor)
+from camlab.methods.base import Explainer, ForwardPass, LayerMethod, register
+from camlab.targets import Target
+from camlab.targets import is_score_function as _is_callable_target
+from camlab.targets import per_image, scores
 
 
 def _per_image_target(forward: ForwardPass, index: int):
     """The target for image ``index`` alone: its class index, or the caller's callable."""
-    if _is_callable_target(forward.target):
-        return forward.target
-    return int(target_indices(forward)[index])
+    return forward.per_image_targets()[index]
 
 
 class BatchedPerturbation(LayerMethod):
@@ -202,66 +199,20 @@ class AblationCAM(BatchedPerturbation):
     the weight is :math:`y^c - y^c_k` (no division by zero). pytorch-grad-cam implements the same formula but,
     when the layer has negative activations, ablates with ``min - 1e7`` instead of zero.
 
-    Speed: the activations are computed once; for each batch of ``batch_size`` ablated copies only the network above
-    the layer runs at full batch size: the model is called on the single image, and a temporary forward hook on the
-    layer replaces its (batch 1) output with the batch of ablated activations, so everything below the layer runs
-    at batch 1. Skip connections around the layer broadcast the batch-1 tensors. The first batch carries one extra,
-    unablated copy whose score must reproduce the original; if it does not, or the model cannot broadcast (e.g. a
-    ``torch.cat`` around the layer), camlab falls back to repeating the input, which runs the whole network per
-    copy (as pytorch-grad-cam does). The hook is removed in all cases, also after an exception.
+    The ablated scores come from :class:`camlab.ablation.ChannelAblation` (batches of ``batch_size`` copies; only
+    the network above the layer runs at the batch size where the model broadcasts, see :mod:`camlab.ablation`).
     """
 
-    uses_gradients = False
-
-    def _scores(self, image: torch.Tensor, ablated: torch.Tensor, target, broadcast: bool) -> torch.Tensor:
-        """Target scores of the model with the layer's output replaced by ``ablated`` (B,K,h,w)."""
-        def replace(module, inputs, output):
-            return ablated
-
-        inputs = image if broadcast else image.expand(len(ablated), *image.shape[1:])
-        handle = self.layer.register_forward_hook(replace)
-        try:
-            logits = self.model(inputs)
-        finally:
-            handle.remove()
-        if logits.shape[0] != len(ablated):
-            raise RuntimeError(f"the model returned {logits.shape[0]} outputs for {len(ablated)} ablated copies")
-        return scores(logits, target)
-
     def weights(self, forward: ForwardPass) -> torch.Tensor:
-        x, activations = forward.inputs.detach(), forward.activations
-        n, k = activations.shape[:2]
-        weights = torch.zeros(n, k, dtype=activations.dtype, device=activations.device)
-        broadcast = True
-        with torch.inference_mode(), tqdm(total=n * k, desc="Ablation-CAM", unit="channel",
-                                          disable=not self.progress, leave=False) as bar:
-            for i in range(n):
-                target = _per_image_target(forward, i)
-                original = forward.scores[i]
-                ablated_scores = torch.empty(k, dtype=weights.dtype, device=weights.device)
-                for start in range(0, k, self.batch_size):
-                    channels = torch.arange(start, min(start + self.batch_size, k), device=activations.device)
-                    batch = activations[i:i + 1].repeat(len(channels), 1, 1, 1)
-                    batch[torch.arange(len(channels)), channels] = 0
-                    check = broadcast and i == 0 and start == 0
-                    if check:
-                        batch = torch.cat([activations[i:i + 1], batch])
-                        try:
-                            result = self._scores(x[i:i + 1], batch, target, broadcast=True)
-                            broadcast = bool(torch.allclose(result[0], original, rtol=1e-4, atol=1e-5))
-                        except RuntimeError:
-                            broadcast = False
-                        if broadcast:
-                            result = result[1:]
-                        else:
-                            result = self._scores(x[i:i + 1], batch[1:], target, broadcast=False)
-                    else:
-                        result = self._scores(x[i:i + 1], batch, target, broadcast=broadcast)
-                    ablated_scores[channels] = result.to(weights.dtype)
-                    bar.update(len(channels))
-                drop = original - ablated_scores
-                weights[i] = drop / original if original != 0 else drop
-        return weights
+        n, k = forward.activations.shape[:2]
+        targets = forward.per_image_targets()
+        with tqdm(total=n * k, desc="Ablation-CAM", unit="channel", disable=not self.progress, leave=False) as bar:
+            ablation = ChannelAblation(self.model, self.layer, self.batch_size, bar)
+            drops = [forward.scores[i] - ablation.scores(forward.inputs[i:i + 1].detach(), forward.activations[i:i + 1],
+                                                         targets[i], forward.scores[i]) for i in range(n)]
+        drops = torch.stack(drops).to(forward.activations.dtype)
+        original = forward.scores[:, None].to(drops.dtype)
+        return torch.where(original != 0, safe_divide(drops, original), drops)
 
 
 @register("occlusion")
@@ -304,7 +255,7 @@ class Occlusion(Explainer):
             x = x.detach()
             logits = self.model(x)
             original = scores(logits, target)
-            indices = None if _is_callable_target(target) else class_indices(logits, target)
+            targets = per_image(logits, target)
             total = torch.zeros(n, height, width, dtype=x.dtype, device=x.device)
             count = torch.zeros(height, width, dtype=x.dtype, device=x.device)
             for top, left in positions:
@@ -312,7 +263,7 @@ class Occlusion(Explainer):
             with tqdm(total=n * len(positions), desc="Occlusion", unit="patch", disable=not self.progress,
                       leave=False) as bar:
                 for i in range(n):
-                    image_target = target if indices is None else int(indices[i])
+                    image_target = targets[i]
                     for start in range(0, len(positions), self.batch_size):
                         chunk = positions[start:start + self.batch_size]
                         batch = x[i:i + 1].repeat(len(chunk), 1, 1, 1)

@@ -1,5 +1,6 @@
 """Plumbing shared by the metrics: maps from an explainer or a tensor, batching over tensors or a DataLoader,
-model probabilities, the model's normalisation, rank correlation."""
+model probabilities, the model's normalisation (from its :class:`~camlab.modelinfo.ModelInfo`), rank correlation.
+Targets are resolved by :func:`camlab.targets.class_indices`, as in the methods."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -11,8 +12,10 @@ from scipy.stats import rankdata
 from torch import nn
 
 from camlab.hooks import preserved_state
-from camlab.maps import scale
 from camlab.methods.base import InputMethod
+from camlab.modelinfo import info_of
+from camlab.progress import progress_bar
+from camlab.targets import class_indices  # noqa: F401 (the metrics' target resolver)
 
 #: an explainer instance, any callable ``(x, target) -> maps``, or precomputed maps (N,H,W) / (N,3,H,W)
 MapSource = Union[Callable[..., torch.Tensor], torch.Tensor, np.ndarray]
@@ -37,15 +40,17 @@ def saliency(maps) -> torch.Tensor:
     raise ValueError(f"maps must be (H,W), (N,H,W) or (N,3,H,W), got shape {tuple(maps.shape)}")
 
 
-def unit_scale(maps: torch.Tensor) -> torch.Tensor:
-    """Per-image min-max scaling of (N,H,W) maps to [0, 1]; a flat map becomes all zeros (never NaN)."""
-    return scale(maps)
+def is_precomputed(explainer: MapSource) -> bool:
+    """Whether ``explainer`` holds maps (a tensor or an array) rather than computing them."""
+    return isinstance(explainer, (torch.Tensor, np.ndarray))
 
 
-def compute_maps(explainer: MapSource, x: torch.Tensor, target) -> torch.Tensor:
-    """(N,H,W) saliency of ``explainer`` on ``x`` for ``target`` (or the given maps, checked against ``x``)."""
-    if isinstance(explainer, (torch.Tensor, np.ndarray)):
-        maps = saliency(explainer)
+def compute_maps(explainer: MapSource, x: torch.Tensor, target, offset: int = 0) -> torch.Tensor:
+    """(N,H,W) saliency of ``explainer`` on the batch ``x`` for ``target``; for precomputed maps, rows ``offset`` to
+    ``offset + N`` of them (the batch's place in the whole input), checked against ``x``. The one place a metric
+    turns its ``explainer`` argument into maps."""
+    if is_precomputed(explainer):
+        maps = saliency(explainer)[offset:offset + x.shape[0]]
     elif isinstance(explainer, InputMethod):
         # the raw gradient image: the display image maps zero to 0.5, which would turn |.| into nonsense
         maps = saliency(explainer(x, target, raw=True))
@@ -91,14 +96,14 @@ def batches(inputs, fields: Sequence[Any], batch_size: int, progress: bool, desc
         if n == 0:
             raise ValueError("inputs is an empty batch")
         starts = range(0, n, batch_size)
-        for start in _progress(starts, progress, desc, total=len(starts)):
+        for start in progress_bar(starts, progress, desc=desc, total=len(starts), leave=False):
             stop = min(start + batch_size, n)
             yield (inputs[start:stop], *(_take(value, start, stop, n) for value in fields))
         return
     if not isinstance(inputs, Iterable):
         raise TypeError(f"inputs must be a (N,C,H,W) tensor or a DataLoader of batches, not {type(inputs).__name__}")
     total = len(inputs) if hasattr(inputs, "__len__") else None
-    for item in _progress(inputs, progress, desc, total=total):
+    for item in progress_bar(inputs, progress, desc=desc, total=total, leave=False):
         if isinstance(item, dict):
             raise TypeError("DataLoader batches must be tensors or tuples (x, ...), not dicts")
         item = tuple(item) if isinstance(item, (list, tuple)) else (item,)
@@ -106,14 +111,6 @@ def batches(inputs, fields: Sequence[Any], batch_size: int, progress: bool, desc
         merged = [given if given is not None else (rest[i] if i < len(rest) else None)
                   for i, given in enumerate(fields)]
         yield (x, *merged)
-
-
-def _progress(iterable, progress: bool, desc: str, total=None):
-    if not progress:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, leave=False)
 
 
 def probabilities(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
@@ -131,45 +128,17 @@ def probabilities(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> to
     return torch.cat(outputs)
 
 
-def class_targets(probs: torch.Tensor, target) -> torch.Tensor:
-    """(N,) class indices: ``None`` = top-1 of ``probs``; an int for all; one index per image."""
-    n = probs.shape[0]
-    if target is None:
-        return probs.argmax(dim=1)
-    if callable(target) and not isinstance(target, torch.Tensor):
-        raise TypeError("this metric reads a class probability: target must be None, an int or one int per image, "
-                        "not a callable")
-    indices = torch.as_tensor(target, dtype=torch.long, device=probs.device)
-    if indices.ndim == 0:
-        indices = indices.expand(n)
-    if indices.shape != (n,):
-        raise ValueError(f"target has {indices.numel()} class indices for {n} images")
-    if ((indices < 0) | (indices >= probs.shape[1])).any():
-        raise ValueError(f"target classes must be in 0..{probs.shape[1] - 1}")
-    return indices
-
-
-def normalisation(model: nn.Module, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The model's (mean, std) as (1,3,1,1) tensors from ``model.camlab``, or None when it carries none."""
-    info = getattr(model, "camlab", None)
-    mean, std = getattr(info, "mean", None), getattr(info, "std", None)
-    if mean is None or std is None:
-        return None
-    shape = (1, -1, 1, 1)
-    return (torch.as_tensor(mean, dtype=like.dtype, device=like.device).view(shape),
-            torch.as_tensor(std, dtype=like.dtype, device=like.device).view(shape))
-
-
 def to_image(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    """Model inputs back to [0,1] pixel space (exact inverse of the normalisation, no clamping)."""
-    stats = normalisation(model, x)
-    return x if stats is None else x * stats[1] + stats[0]
+    """Model inputs back to [0,1] pixel space (:meth:`ModelInfo.unnormalize`, no clamping); unchanged for a model
+    without camlab info."""
+    info = info_of(model)
+    return x if info is None else info.unnormalize(x)
 
 
 def to_input(image: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    """Pixel-space images to model inputs (the model's normalisation)."""
-    stats = normalisation(model, image)
-    return image if stats is None else (image - stats[0]) / stats[1]
+    """Pixel-space images to model inputs (:meth:`ModelInfo.normalize`); unchanged for a model without camlab info."""
+    info = info_of(model)
+    return image if info is None else info.normalize(image)
 
 
 def spearman(a, b) -> float:

@@ -6,11 +6,11 @@ its own object.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
-from camlab.metrics._common import MapSource, compute_maps
+from camlab.maps import safe_divide
+from camlab.metrics._common import MapSource, compute_maps, is_precomputed
 from camlab.metrics.localization import gt_masks
 
 
@@ -24,7 +24,7 @@ def mass_inside(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     total = maps.sum(dim=(1, 2))
     inside = (maps * masks).sum(dim=(1, 2))
     area = masks.double().mean(dim=(1, 2))
-    return torch.where(total > 0, inside / total.clamp_min(1e-300), area)
+    return torch.where(total > 0, safe_divide(inside, total), area)
 
 
 def class_discrimination(model: nn.Module, x: torch.Tensor, explainer: MapSource, class_a, class_b,
@@ -46,7 +46,7 @@ def class_discrimination(model: nn.Module, x: torch.Tensor, explainer: MapSource
         the images: ``a`` is the share of class a's map inside object a, ``a_on_b`` the share of class a's map on
         object b (the confusion a class-discriminative method avoids). A uniform map scores each object's area.
     """
-    if isinstance(explainer, (torch.Tensor, np.ndarray)) or not callable(explainer):
+    if is_precomputed(explainer) or not callable(explainer):
         raise TypeError("class_discrimination needs an explainer (a callable (x, target) -> maps): it explains two "
                         "classes")
     n, size = x.shape[0], tuple(x.shape[-2:])

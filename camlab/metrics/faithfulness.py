@@ -15,8 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camlab.metrics._common import (MapSource, batches, class_targets, compute_maps, probabilities, saliency,
-                                    spearman, to_image, to_input, unit_scale)
+from camlab.maps import safe_divide, scale
+from camlab.metrics._common import (MapSource, batches, compute_maps, probabilities, saliency, spearman, to_image,
+                                    to_input)
+from camlab.targets import class_indices
 
 
 def pixel_order(heat: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -31,7 +33,7 @@ def pixel_order(heat: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 def _masks(heat: torch.Tensor, mask: str, top_fraction: float, generator: torch.Generator) -> torch.Tensor:
     """(N,1,H,W) multiplicative masks from (N,H,W) saliency."""
     if mask == "soft":
-        return unit_scale(heat)[:, None]
+        return scale(heat)[:, None]
     if mask == "hard":
         if not 0.0 < top_fraction <= 1.0:
             raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
@@ -82,16 +84,13 @@ def confidence_change(model: nn.Module, inputs, explainer: MapSource, target=Non
     for x, batch_target in batches(inputs, (target,), batch_size, progress, "confidence"):
         n = x.shape[0]
         probs = probabilities(model, x)
-        classes = class_targets(probs, batch_target)
-        if isinstance(explainer, (torch.Tensor, np.ndarray)):
-            heat = saliency(explainer)[offset:offset + n].to(x.device)
-        else:
-            heat = compute_maps(explainer, x, classes.tolist())
+        classes = class_indices(probs, batch_target)
+        heat = compute_maps(explainer, x, classes.tolist(), offset)
         weights = _masks(heat, mask, top_fraction, generator).to(x.dtype)
         masked = to_input(to_image(x, model) * weights, model) if space == "image" else x * weights
         before = probs.gather(1, classes[:, None])[:, 0]
         after = probabilities(model, masked).gather(1, classes[:, None])[:, 0]
-        drops.append((before - after).clamp_min(0) / before.clamp_min(1e-12))
+        drops.append(safe_divide((before - after).clamp_min(0), before))
         increases.append((after > before).double())
         offset += n
     return {"average_drop": float(torch.cat(drops).mean()),
@@ -167,11 +166,8 @@ def causal_curve(model: nn.Module, inputs, explainer: MapSource, target=None, *,
     for x, batch_target in batches(inputs, (target,), 16, progress, mode):
         n, _, height, width = x.shape
         probs = probabilities(model, x)
-        classes = class_targets(probs, batch_target)
-        if isinstance(explainer, (torch.Tensor, np.ndarray)):
-            heat = saliency(explainer)[offset:offset + n]
-        else:
-            heat = compute_maps(explainer, x, classes.tolist())
+        classes = class_indices(probs, batch_target)
+        heat = compute_maps(explainer, x, classes.tolist(), offset)
         base = _substrate(x, substrate, model)
         start, finish = (x, base) if mode == "deletion" else (base, x)
         counts = torch.round(torch.arange(steps + 1, dtype=torch.float64) * (height * width) / steps).long()
@@ -242,7 +238,7 @@ def occlusion_faithfulness(model: nn.Module, inputs, explainer: MapSource, targe
     occluder = METHODS["occlusion"](model, **occlusion_options)
     values = []
     for x, batch_target in batches(inputs, (target,), batch_size, progress, "occlusion"):
-        classes = class_targets(probabilities(model, x), batch_target).tolist()
+        classes = class_indices(probabilities(model, x), batch_target).tolist()
         heat = compute_maps(explainer, x, classes)
         reference = compute_maps(occluder, x, classes)
         values += [spearman(one, other) for one, other in zip(heat, reference)]

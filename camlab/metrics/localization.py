@@ -14,7 +14,8 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from camlab.metrics._common import MapSource, batches, compute_maps, probabilities, saliency
+from camlab.maps import safe_divide
+from camlab.metrics._common import MapSource, batches, compute_maps, is_precomputed, probabilities, saliency
 
 #: 8-connectivity: diagonal neighbours belong to the same segment (as OpenCV's contours and skimage's default)
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -78,7 +79,7 @@ def iou(box_a, box_b):
         return (box[..., 2] - box[..., 0]).clamp_min(0) * (box[..., 3] - box[..., 1]).clamp_min(0)
 
     union = area(a) + area(b) - intersection
-    result = torch.where(union > 0, intersection / union.clamp_min(1e-12), torch.zeros_like(union))
+    result = safe_divide(intersection, union)
     return float(result) if plain else result
 
 
@@ -173,53 +174,55 @@ def localization_error(model: nn.Module, inputs, explainer: MapSource, labels=No
     top = tuple(sorted(set(int(k) for k in top)))
     if not top or top[0] < 1:
         raise ValueError(f"top must hold k >= 1, got {top}")
-    precomputed = isinstance(explainer, (torch.Tensor, np.ndarray))
+    precomputed = is_precomputed(explainer)
     if precomputed and top != (1,):
         raise ValueError("precomputed maps give only the top-1 error (pass top=(1,)); pass an explainer for top-5")
     correct = {k: 0 for k in top}
-    known_correct, total, offset = 0, 0, 0
+    known_correct, total = 0, 0
     for x, batch_labels, batch_boxes in batches(inputs, (labels, boxes), batch_size, progress, "localization"):
-        n = x.shape[0]
-        if isinstance(batch_boxes, (list, tuple)) and batch_boxes and all(isinstance(b, dict) for b in batch_boxes):
-            per_class = [{int(c): torch.as_tensor(v, dtype=torch.float64).reshape(-1, 4) for c, v in b.items()}
-                         for b in batch_boxes]
-            if len(per_class) != n:
-                raise ValueError(f"{len(per_class)} entries of boxes for {n} images")
-            accepted = label_sets(batch_labels, n) if batch_labels is not None else [set(b) for b in per_class]
-        else:
-            accepted = label_sets(batch_labels, n)
-            truth = gt_boxes(batch_boxes, n)
-            per_class = [{c: truth[i] for c in accepted[i]} for i in range(n)]
+        accepted, per_class = _ground_truth(batch_labels, batch_boxes, x.shape[0])
         probs = probabilities(model, x)
         ranked = probs.topk(min(max(top), probs.shape[1]), dim=1).indices
-        hit_at = torch.full((n,), 10**9)  # the first rank at which the image is correctly localized
+        hit_at = torch.full((x.shape[0],), 10**9)  # the first rank at which the image is correctly localized
         for rank in range(ranked.shape[1]):
             classes = ranked[:, rank]
-            if precomputed:
-                maps = saliency(explainer)[offset:offset + n]
-            else:
-                maps = compute_maps(explainer, x, classes.tolist())
-            predicted = box_from_map(maps, threshold).double()
-            for i in range(n):
-                c = int(classes[i])
-                if c in accepted[i] and c in per_class[i] and hit_at[i] > rank:
-                    if float(iou(predicted[i][None], per_class[i][c]).max()) >= iou_threshold:
-                        hit_at[i] = rank
+            predicted = box_from_map(compute_maps(explainer, x, classes.tolist(), total), threshold).double()
+            hits = _localized(predicted, classes.tolist(), accepted, per_class, iou_threshold)
+            hit_at = torch.where(hits & (hit_at > rank), torch.tensor(rank), hit_at)
         for k in top:
             correct[k] += int((hit_at < k).sum())
         if not precomputed:
             known = [max(sorted(s), key=lambda c, i=i: float(probs[i, c])) for i, s in enumerate(accepted)]
             known_boxes = box_from_map(compute_maps(explainer, x, known), threshold).double()
-            known_correct += sum(known[i] in per_class[i]
-                                 and float(iou(known_boxes[i][None], per_class[i][known[i]]).max()) >= iou_threshold
-                                 for i in range(n))
-        total += n
-        offset += n
+            known_correct += int(_localized(known_boxes, known, accepted, per_class, iou_threshold).sum())
+        total += x.shape[0]
     result = {f"top{k}": 1.0 - correct[k] / total for k in top}
     if not precomputed:
         result["gt_known"] = 1.0 - known_correct / total
     result["n"] = total
     return result
+
+
+def _ground_truth(batch_labels, batch_boxes, n: int) -> tuple[list[set[int]], list[dict[int, torch.Tensor]]]:
+    """Per image: the accepted classes and ``{class: (M,4) boxes}``, from per-image ``{class: boxes}`` dicts or
+    from labels plus boxes."""
+    if isinstance(batch_boxes, (list, tuple)) and batch_boxes and all(isinstance(b, dict) for b in batch_boxes):
+        per_class = [{int(c): torch.as_tensor(v, dtype=torch.float64).reshape(-1, 4) for c, v in b.items()}
+                     for b in batch_boxes]
+        if len(per_class) != n:
+            raise ValueError(f"{len(per_class)} entries of boxes for {n} images")
+        accepted = label_sets(batch_labels, n) if batch_labels is not None else [set(b) for b in per_class]
+        return accepted, per_class
+    accepted = label_sets(batch_labels, n)
+    truth = gt_boxes(batch_boxes, n)
+    return accepted, [{c: truth[i] for c in accepted[i]} for i in range(n)]
+
+
+def _localized(predicted: torch.Tensor, classes: list[int], accepted, per_class, iou_threshold: float) -> torch.Tensor:
+    """(N,) bool: image i's class is accepted and its predicted box overlaps a box of that class enough."""
+    return torch.tensor([classes[i] in accepted[i] and classes[i] in per_class[i]
+                         and float(iou(predicted[i][None], per_class[i][classes[i]]).max()) >= iou_threshold
+                         for i in range(len(classes))], dtype=torch.bool)
 
 
 # --- pointing game ----------------------------------------------------------------------------------------------
@@ -262,7 +265,7 @@ def pointing_game(maps, ground_truth=None, tolerance: float = 15, *, inputs=None
     if tolerance < 0:
         raise ValueError(f"tolerance is a distance in pixels >= 0, got {tolerance}")
     scores: list[float | None] = []
-    if isinstance(maps, (torch.Tensor, np.ndarray)):
+    if is_precomputed(maps):
         heat = saliency(maps)
         scores = _pointing_scores(heat, gt_masks(ground_truth, heat.shape[0], tuple(heat.shape[-2:])), tolerance)
     else:

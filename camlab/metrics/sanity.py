@@ -16,7 +16,10 @@ import torch
 from torch import nn
 
 from camlab.hooks import preserved_state
+from camlab.methods.registry import builder
 from camlab.metrics._common import probabilities, saliency, spearman
+from camlab.progress import progress_bar
+from camlab.targets import fixed
 
 
 #: added to the step seeds so that a re-initialisation never repeats the draws of a model built after
@@ -81,23 +84,8 @@ def _reinitialise(module: nn.Module) -> None:
 
 def _builder(method, layer, options) -> Callable[[nn.Module], Callable]:
     """A function model -> explainer, so the same explainer can be rebuilt on each randomized copy."""
-    if isinstance(method, str):
-        from camlab.explain import get_method
-
-        method = get_method(method)
-    if isinstance(method, type):
-        import inspect
-
-        takes_layer = "layer" in inspect.signature(method.__init__).parameters
-
-        def build(model):
-            if takes_layer:
-                return method(model, layer=layer, **options)
-            if layer is not None:
-                raise ValueError(f"{method.__name__} works on the input and takes no layer")
-            return method(model, **options)
-
-        return build
+    if isinstance(method, (str, type)):
+        return builder(method, layer, **options)
     if callable(method):
         return method  # a factory: model -> explainer
     raise TypeError("method must be a name in camlab.METHODS, an explainer class, or a function model -> explainer")
@@ -135,21 +123,14 @@ def sanity_check(model: nn.Module, x: torch.Tensor, method="gradcam", layer=None
         layer = names[0]
     build = _builder(method, layer, method_options)
     copied = copy.deepcopy(model)
-    if target is None or isinstance(target, int):
-        classes = probabilities(copied, x).argmax(dim=1).tolist() if target is None else target
-    else:
-        classes = target
+    classes = fixed(probabilities(copied, x), target) if target is None else target
     original = saliency(build(copied)(x, classes))
     groups = list(layers) if layers is not None else cascade_layers(copied, x, granularity)
     modules = dict(copied.named_modules())
     devices = sorted({p.device.index or 0 for p in copied.parameters() if p.device.type == "cuda"})
     correlations: dict[str, float] = {}
     maps = {"original": original}
-    steps = groups
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(groups, desc="sanity check", leave=False)
+    steps = progress_bar(groups, progress, desc="sanity check", leave=False)
     for step, group in enumerate(steps):
         if group not in modules:
             raise ValueError(f"no module named {group!r} in {type(model).__name__} (see cascade_layers(model, x))")

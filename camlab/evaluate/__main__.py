@@ -1,0 +1,3 @@
+from camlab.evaluate.cli import main
+
+main()

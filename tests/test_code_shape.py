@@ -1,0 +1,94 @@
+"""The shape of the package itself: small functions, and imports that go one way."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "camlab"
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join(parts)] = path
+    return modules
+
+
+def test_no_function_in_camlab_is_longer_than_60_lines():
+    long = []
+    for path in _modules().values():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > 60:
+                    long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({length} lines)")
+    assert not long, long
+
+
+def _lab_imports(name: str, path: Path) -> set[str]:
+    """The camlab.lab modules that ``name`` imports anywhere in its file (function bodies included)."""
+    found = set()
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            base = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else []
+            target = ".".join(base + ([node.module] if node.module else [])) if node.level else node.module
+            found |= {target} | {f"{target}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return {module for module in found if module.startswith("camlab.lab.")}
+
+
+def test_the_lab_imports_one_way():
+    """scenes, architectures <- vqa <- zoo <- train: no module of the lab imports one that imports it back."""
+    modules = {name: path for name, path in _modules().items() if name.startswith("camlab.lab.")}
+    graph = {name: _lab_imports(name, path) & set(modules) - {name} for name, path in modules.items()}
+    assert graph["camlab.lab.vqa"] <= {"camlab.lab.architectures", "camlab.lab.scenes"}
+    assert "camlab.lab.train" not in set().union(*graph.values())
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})) for nxt in graph[start])
+
+    cycles = [name for name in graph if reaches(name, name, {name})]
+    assert not cycles, graph
+
+
+#: ARCHITECTURE.md's layers, lowest first; a module may import from its own layer or a lower one
+LAYERS = [
+    {"camlab.hooks", "camlab.maps", "camlab.targets", "camlab.modelinfo", "camlab._paths", "camlab.progress"},
+    {"camlab.methods", "camlab.ablation"},
+    {"camlab.models", "camlab.preprocessing", "camlab.inspection", "camlab.images", "camlab.bundled_images",
+     "camlab.lab"},
+    {"camlab.metrics", "camlab.analysis", "camlab.compare", "camlab.evaluate"},
+]
+
+
+def _layer(module: str) -> int:
+    for index, members in enumerate(LAYERS):
+        if any(module == m or module.startswith(m + ".") for m in members):
+            return index
+    return len(LAYERS)  # the front ends: explain, viz, widgets, cli, course, exercises, the package itself
+
+
+def _camlab_imports(name: str, path: Path) -> set[str]:
+    found = set()
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                found.add(".".join(base + ([node.module] if node.module else [])))
+            elif node.module:
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return {module for module in found if module.startswith("camlab.")}
+
+
+def test_modules_import_only_from_their_layer_or_below():
+    upward = [f"{name} -> {target}" for name, path in _modules().items() if _layer(name) < len(LAYERS)
+              for target in _camlab_imports(name, path) if _layer(target) > _layer(name)]
+    assert not upward, upward
