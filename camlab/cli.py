@@ -23,10 +23,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-#: methods drawn by ``camlab demo`` (those registered), in the order of the course
-DEMO_METHODS = ("cam", "gradcam", "gradcam++", "xgradcam", "layercam", "scorecam", "eigencam",
-                "guided_backprop", "guided_gradcam")
-
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
@@ -245,30 +241,14 @@ def _save(figure, out: Path, write=print) -> None:
 
 # --- building explainers ------------------------------------------------------------------------------------------
 
-def _build(name: str, model, layer=None, **options):
-    """TEMPORARY stand-in for ``camlab.build(method, model, layer=None, **options)`` (being added by the library):
-    swap this for it at merge. The explainer ``name`` for ``model`` at ``layer`` (methods without a layer refuse
-    one); ``options`` a method does not take (e.g. ``progress`` for Grad-CAM) are dropped."""
-    import inspect
-
-    import camlab
-
-    cls = camlab.get_method(name)
-    parameters = inspect.signature(cls.__init__).parameters
-    options = {key: value for key, value in options.items() if key in parameters}
-    if "layer" in parameters:
-        options["layer"] = layer
-    elif layer is not None:
-        raise ValueError(f"method {name!r} works on the input and takes no layer")
-    return cls(model, **options)
-
-
 def build_explainers(methods: list[str], model, layer, progress: bool) -> dict:
     """One explainer per method; a layer or method that does not fit the model is a usage error."""
+    import camlab
+
     explainers = {}
     for name in methods:
         try:
-            explainers[name] = _build(name, model, layer, progress=progress)
+            explainers[name] = camlab.build(name, model, layer, progress=progress)
         except (ValueError, TypeError) as error:
             raise UsageError(str(error)) from None
     return explainers
@@ -384,10 +364,10 @@ def cmd_demo(args) -> None:
     print(f"efficientnet_lite0 (offline ImageNet model) on the bundled image {args.image!r}, top-5:")
     _print_predictions(model, x)
     target = camlab.predict(model, x, k=1)[0][0][0]
-    methods = [name for name in DEMO_METHODS if name in camlab.METHODS]
+    methods = camlab.methods.ordered("demo")
     maps = {}
     for name in tqdm(methods, desc="explaining", disable=args.no_progress):
-        maps[camlab.METHODS[name].__name__] = _build(name, model, progress=False)(x, target=target)[0].cpu()
+        maps[camlab.METHODS[name].__name__] = camlab.build(name, model, progress=False)(x, target=target)[0].cpu()
     display = image.resize(tuple(x.shape[-1:-3:-1]))
     _save(camlab.show(display, maps, ncols=min(5, len(maps) + 1)), out)
 

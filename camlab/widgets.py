@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import html
-import inspect
 import io
 import random
 import time
@@ -34,6 +33,7 @@ from torch import nn
 
 from camlab.compare import build_explainer
 from camlab.explain import get_method
+from camlab.methods.registry import constructor_options
 from camlab.images import load_image
 from camlab.methods import METHODS
 from camlab.models import layers as model_layers
@@ -237,12 +237,12 @@ COLORMAPS = (CMAP, "turbo", "viridis", "inferno", "gray")
 
 def takes_layer(method: str) -> bool:
     """Whether the method registered as ``method`` is built at a layer (CAM family) or works on the input only."""
-    return "layer" in inspect.signature(get_method(method).__init__).parameters
+    return "layer" in constructor_options(get_method(method))
 
 
 def is_slow(method: str) -> bool:
     """Whether ``method`` runs many forward passes (Score-CAM, Ablation-CAM, occlusion): it has a progress bar."""
-    return "progress" in inspect.signature(get_method(method).__init__).parameters
+    return "progress" in constructor_options(get_method(method))
 
 
 class Explorer:
