@@ -147,12 +147,14 @@ def run_speed(rounds: int = 5, slow_rounds: int = 3, check: bool = True,
     x = camlab.preprocess(camlab.load_image("cat"), efficientnet)
     results = []
     for batch in (1, 8):
+        done = len(results)
         many = 3 * rounds if batch == 1 else rounds
         if "gradcam" in parts:
             results += gradcam_run(efficientnet, x.repeat(batch, 1, 1, 1), rounds=many)
         if "input" in parts:
             results += input_space_run(efficientnet, x.repeat(batch, 1, 1, 1), rounds=many)
-        print(summary(results[-5:]) + "\n")
+        if len(results) > done:
+            print(summary(results[done:]) + "\n")
     if "scorecam" in parts:
         torch.manual_seed(0)
         resnet = torchvision.models.resnet18().eval()
