@@ -2,7 +2,7 @@
 against Captum, Grad-CAM against a bare forward pass. CPU (or whatever torch uses by default), interleaved rounds;
 every ratio is taken round by round and reported as median [min, max].
 
-    python benchmarks/bench_speed.py                   # about 6-8 minutes on a quiet 2-core CPU
+    python benchmarks/bench_speed.py                   # about 5 minutes on a quiet 2-core CPU (estimated)
     python benchmarks/bench_speed.py --quick           # 1-2 rounds, direction only
     python benchmarks/benchmark.py --suite speed       # the same
 
