@@ -2,7 +2,7 @@
 against Captum, Grad-CAM against a bare forward pass. CPU (or whatever torch uses by default), interleaved rounds;
 every ratio is taken round by round and reported as median [min, max].
 
-    python benchmarks/bench_speed.py                   # about 6-8 minutes on a quiet 2-core CPU
+    python benchmarks/bench_speed.py                   # about 5 minutes on a quiet 2-core CPU (estimated)
     python benchmarks/bench_speed.py --quick           # 1-2 rounds, direction only
     python benchmarks/benchmark.py --suite speed       # the same
 
@@ -140,19 +140,26 @@ def summary(results) -> str:
     return "\n".join(lines)
 
 
-def run_speed(rounds: int = 5, slow_rounds: int = 3, check: bool = True) -> None:
+def run_speed(rounds: int = 5, slow_rounds: int = 3, check: bool = True,
+              parts: tuple[str, ...] = ("gradcam", "input", "scorecam")) -> None:
     warnings.filterwarnings("ignore")
     efficientnet = camlab.load_model("efficientnet_lite0")
     x = camlab.preprocess(camlab.load_image("cat"), efficientnet)
-    torch.manual_seed(0)
-    resnet = torchvision.models.resnet18().eval()
     results = []
     for batch in (1, 8):
-        results += gradcam_run(efficientnet, x.repeat(batch, 1, 1, 1), rounds=3 * rounds if batch == 1 else rounds)
-        results += input_space_run(efficientnet, x.repeat(batch, 1, 1, 1),
-                                   rounds=3 * rounds if batch == 1 else rounds)
-    results += scorecam_run("efficientnet_lite0", efficientnet, "bn2", x, slow_rounds, check)
-    results += scorecam_run("resnet18 (random weights)", resnet, "layer4", x, slow_rounds, check)
+        done = len(results)
+        many = 3 * rounds if batch == 1 else rounds
+        if "gradcam" in parts:
+            results += gradcam_run(efficientnet, x.repeat(batch, 1, 1, 1), rounds=many)
+        if "input" in parts:
+            results += input_space_run(efficientnet, x.repeat(batch, 1, 1, 1), rounds=many)
+        if len(results) > done:
+            print(summary(results[done:]) + "\n")
+    if "scorecam" in parts:
+        torch.manual_seed(0)
+        resnet = torchvision.models.resnet18().eval()
+        results += scorecam_run("efficientnet_lite0", efficientnet, "bn2", x, slow_rounds, check)
+        results += scorecam_run("resnet18 (random weights)", resnet, "layer4", x, slow_rounds, check)
     print("**Speed goals** (per-round ratios, median and range)\n")
     print(summary(results))
 
@@ -162,6 +169,8 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds for the fast cases (x3 at batch 1)")
     parser.add_argument("--slow-rounds", type=int, default=3, help="rounds for Score-CAM")
     parser.add_argument("--quick", action="store_true", help="1 fast round x3, 1 Score-CAM round, no reference")
+    parser.add_argument("--only", nargs="+", choices=("gradcam", "input", "scorecam"),
+                        default=("gradcam", "input", "scorecam"), help="run only these parts")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress visible when redirected to a file
@@ -170,9 +179,9 @@ def main(argv=None) -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads\n")
     if args.quick:
-        run_speed(rounds=1, slow_rounds=1, check=False)
+        run_speed(rounds=1, slow_rounds=1, check=False, parts=tuple(args.only))
     else:
-        run_speed(rounds=args.rounds, slow_rounds=args.slow_rounds)
+        run_speed(rounds=args.rounds, slow_rounds=args.slow_rounds, parts=tuple(args.only))
 
 
 if __name__ == "__main__":

@@ -97,6 +97,14 @@ def folded_copy(model: nn.Module, example: torch.Tensor, expected: torch.Tensor 
     except Exception:  # noqa: BLE001 - e.g. a model holding an open file or a lock: run the original
         return None
     twin.eval().requires_grad_(False)
+    try:
+        return _folded(twin, example, expected, tolerance)
+    except Exception:  # noqa: BLE001 - the copy is only an optimisation: on any failure run the original
+        return None
+
+
+def _folded(twin: nn.Module, example: torch.Tensor, expected: torch.Tensor | None,
+            tolerance: float) -> nn.Module | None:
     with torch.no_grad():
         pairs = _conv_batchnorm_pairs(twin, example)
         folded = 0

@@ -84,7 +84,7 @@ class ScoreCAM(BatchedPerturbation):
     an all-zero input, inside the softmax). torchcam's subtracts the *unmasked* input's score before its softmax over
     channels, which, by the same shift invariance, is again the ``"paper"`` form.
 
-    Speed: one inference pass per distinct mask is the physical limit; camlab reaches it as follows. The masked
+    Speed: one inference pass per distinct mask is the physical limit, and camlab works towards it. The masked
     inputs run through a private copy of the model in which each eval-mode BatchNorm is folded into the
     convolution before it (``fold=True``, see :mod:`camlab.methods._fold`; the copy's output is checked against
     the model's on the first image, and the model itself is used when they differ or nothing can be folded), in
