@@ -387,7 +387,12 @@ def cmd_demo(args) -> None:
     methods = [name for name in DEMO_METHODS if name in camlab.METHODS]
     maps = {}
     for name in tqdm(methods, desc="explaining", disable=args.no_progress):
-        maps[camlab.METHODS[name].__name__] = _build(name, model, progress=False)(x, target=target)[0].cpu()
+        explainer = _build(name, model, progress=False)
+        if isinstance(explainer, camlab.methods.InputMethod):  # input-space: a percentile-clipped image
+            heat = camlab.viz.gradient_image(explainer(x, target=target, raw=True)[0].cpu())
+        else:
+            heat = explainer(x, target=target)[0].cpu()
+        maps[camlab.METHODS[name].__name__] = heat
     display = image.resize(tuple(x.shape[-1:-3:-1]))
     _save(camlab.show(display, maps, ncols=min(5, len(maps) + 1)), out)
 
