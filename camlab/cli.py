@@ -367,7 +367,12 @@ def cmd_demo(args) -> None:
     methods = camlab.methods.ordered("demo")
     maps = {}
     for name in tqdm(methods, desc="explaining", disable=args.no_progress):
-        maps[camlab.METHODS[name].__name__] = camlab.build(name, model, progress=False)(x, target=target)[0].cpu()
+        explainer = camlab.build(name, model, progress=False)
+        if isinstance(explainer, camlab.methods.InputMethod):  # input-space: a percentile-clipped image
+            heat = camlab.viz.gradient_image(explainer(x, target=target, raw=True)[0].cpu())
+        else:
+            heat = explainer(x, target=target)[0].cpu()
+        maps[camlab.METHODS[name].__name__] = heat
     display = image.resize(tuple(x.shape[-1:-3:-1]))
     _save(camlab.show(display, maps, ncols=min(5, len(maps) + 1)), out)
 
