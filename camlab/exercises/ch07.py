@@ -35,7 +35,9 @@ def _score_cases() -> list:
 
 
 def check_scorecam_weights(student, hidden: list | None = None) -> CheckResult:
-    """``student(model, x, activations, target) -> (K,)`` Score-CAM weights (Algorithm 1) for one image."""
+    """``student(model, x, activations, target) -> (K,)`` Score-CAM weights for one image in the form of the
+    authors' code (``ScoreCAM(weighting="probability")``); the paper's Algorithm 1 (a softmax over channels of the
+    class scores) is ``weighting="paper"``."""
     name, cases = cases_for("Score-CAM weights", _score_cases(), hidden)
     return run_check(
         name, student, cases,
