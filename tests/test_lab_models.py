@@ -25,8 +25,11 @@ ACCURACY_FLOORS = {
     "lab_cue_biased": 0.97,
     "lab_cue_clean": 0.97,
     "lab_caption": 0.95,
+    # the tiny ViT and the segmentation net (pixel accuracy): tests/test_lab_vit.py, tests/test_lab_seg.py
+    "lab_vit": 0.76,
+    "lab_seg": 0.97,
 }
-CLASSIFIERS = [n for n in LAB_MODELS if n not in ("lab_vqa", "lab_caption")]
+CLASSIFIERS = [n for n in LAB_MODELS if n not in ("lab_vqa", "lab_caption", "lab_seg")]
 N_TEST = 500  # the first 500 scenes of each fixed test set keep the suite fast
 
 
@@ -61,8 +64,9 @@ def test_lab_model_loads_offline_in_eval_mode_with_metadata(name):
     assert isinstance(info, ModelInfo) and info.name == name
     assert info.input_size == (64, 64) and info.mean == (0.5, 0.5, 0.5) and info.std == (0.5, 0.5, 0.5)
     from camlab.lab.captioning import WORDS
+    from camlab.lab.seg import SEG_CLASSES
 
-    expected = {"lab_vqa": list(ANSWERS), "lab_caption": list(WORDS)}.get(
+    expected = {"lab_vqa": list(ANSWERS), "lab_caption": list(WORDS), "lab_seg": list(SEG_CLASSES)}.get(
         name, ["circle", "square", "triangle", "cross", "ring"])
     assert info.labels == expected
     assert all(p.dtype == torch.float32 for p in net.parameters())

@@ -57,6 +57,7 @@ def _recipes() -> dict[str, Recipe]:
         "lab_strong": Recipe(lambda: GapCNN(width=16), epochs=5),
         "lab_vqa": Recipe(lambda: VQAModel(), epochs=40, n_train=4000, lr=3e-3, kind="vqa"),
         **_evidence_recipes(),
+        **_transformer_and_segmentation_recipes(),
     }
 
 
@@ -73,6 +74,18 @@ def _evidence_recipes() -> dict[str, Recipe]:
                                  make_scenes=make_cue_scenes),
         "lab_cue_clean": Recipe(lambda: GapCNN(width=8), epochs=3, scenes=dict(CUE_SCENES, cue_rate=0.0),
                                 make_scenes=make_cue_scenes),
+    }
+
+
+def _transformer_and_segmentation_recipes() -> dict[str, Recipe]:
+    """The tiny timm ViT (:mod:`camlab.lab.vit`) and the segmentation network (:mod:`camlab.lab.seg`)."""
+    from .seg import LabSegNet, train_segmenter
+    from .vit import build_lab_vit
+
+    return {
+        "lab_vit": Recipe(build_lab_vit, epochs=4, n_train=3000, lr=2e-3),
+        "lab_seg": Recipe(lambda: LabSegNet(), epochs=4, n_train=3000, lr=3e-3, kind="segmentation",
+                          trainer=train_segmenter),
     }
 
 

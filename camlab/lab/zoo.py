@@ -60,6 +60,7 @@ def _specs() -> dict[str, LabModelSpec]:
              "explain .bind(question)", 0.999,
              layer="image_encoder.features", labels=ANSWERS),
         *_evidence_specs(spec),
+        *_transformer_and_segmentation_specs(spec),
     ]}
 
 
@@ -74,6 +75,20 @@ def _evidence_specs(spec) -> list[LabModelSpec]:
         spec("lab_caption", "toy captioner: lab_gap's conv trunk + colour branch, attention GRU decoder; explain "
              ".step(t), the logits of word t (word accuracy; 95.6% of captions exactly right)", 0.977,
              layer="encoder.features", labels=WORDS),
+    ]
+
+
+def _transformer_and_segmentation_specs(spec) -> list[LabModelSpec]:
+    """The tiny timm ViT (:mod:`camlab.lab.vit`) and the segmentation network (:mod:`camlab.lab.seg`)."""
+    from .seg import SEG_CLASSES
+    from .vit import LAB_VIT_LAYER
+
+    return [
+        spec("lab_vit", "tiny timm VisionTransformer: conv stem -> 8x8 patch tokens + class token -> 4 blocks "
+             "(width 64, 4 heads); attention rollout applies", 0.809, layer=LAB_VIT_LAYER),
+        spec("lab_seg", "tiny segmentation net, torchvision layout: backbone -> image-pooling head -> {'out': "
+             "(N, 6, H, W)}, class 0 = background (pixel accuracy; mean IoU 66.3%)", 0.9816,
+             layer="backbone", labels=SEG_CLASSES),
     ]
 
 
