@@ -1,14 +1,18 @@
 """``lab_vit``: a tiny Vision Transformer on lab scenes, built from timm's own ``VisionTransformer`` class.
 
 The architecture is timm's (random init, nothing downloaded), so the model has the real timm layout that camlab
-must handle for any ViT: ``patch_embed`` (an 8x8 conv with stride 8: a 64x64 image becomes an 8x8 grid of 64
-patch tokens), a class token prepended (``num_prefix_tokens == 1``), learned position embeddings, ``blocks.0`` ..
+must handle for any ViT: ``patch_embed`` (timm's ``HybridEmbed``: a small conv stem, the lab's trunk with three
+2x2 poolings, then a 1x1 projection; a 64x64 image becomes an 8x8 grid of 64 patch tokens), a class token prepended (``num_prefix_tokens == 1``), learned position embeddings, ``blocks.0`` ..
 ``blocks.3`` (each ``norm1 -> attn -> + -> norm2 -> mlp -> +``), a final ``norm`` and ``head`` reading the class
 token. Each block's output is a (N, 65, 64) token tensor, not an NCHW map: token 0 is the class token and tokens
 1..64 are the patches in row-major order, so ``tokens[:, 1:].reshape(N, 8, 8, C).permute(0, 3, 1, 2)`` is its
 (N, C, 8, 8) grid. The layer to explain is ``blocks.3.norm1``, the last block's first norm: the input of the last
 attention, where every patch token still holds its own position (after the last block only the class token is
 read).
+
+Why a conv stem: with timm's plain linear 8x8 patch embedding this ViT stayed at chance for the first 8,000
+training scenes; early convolutions make ViTs train far faster on little data (Xiao et al., "Early Convolutions
+Help Transformers See Better", NeurIPS 2021). The token layout is unchanged.
 
 Attention rollout (:func:`camlab.rollout.attention_rollout`) works on it directly.
 """
