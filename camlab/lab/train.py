@@ -83,8 +83,8 @@ def _transformer_and_segmentation_recipes() -> dict[str, Recipe]:
     from .vit import build_lab_vit
 
     return {
-        "lab_vit": Recipe(build_lab_vit, epochs=4, n_train=3000, lr=2e-3),
-        "lab_seg": Recipe(lambda: LabSegNet(), epochs=4, n_train=3000, lr=3e-3, kind="segmentation",
+        "lab_vit": Recipe(build_lab_vit, epochs=8, n_train=4000, lr=2e-3),
+        "lab_seg": Recipe(lambda: LabSegNet(), epochs=8, n_train=4000, lr=3e-3, kind="segmentation",
                           trainer=train_segmenter),
     }
 
