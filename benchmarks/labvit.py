@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from camlab.stats import proportion  # noqa: E402
+from camlab.stats import bootstrap_ci, proportion  # noqa: E402
 from tests.test_lab_seg import heldout_scores  # noqa: E402
 from tests.test_lab_vit import N, correct, rollout_pointing  # noqa: E402
 
@@ -23,7 +23,7 @@ def main() -> None:
     print(f"== attention rollout on {N} seeded scenes: peak inside the object's box ==")
     for fusion, discard in (("mean", 0.0), ("max", 0.0), ("mean", 0.9)):
         hits, chance = rollout_pointing(N, fusion, discard)
-        print(f"head_fusion={fusion:4s} discard_ratio={discard:.1f}: {proportion(hits)}   "
+        print(f"head_fusion={fusion:4s} discard_ratio={discard:.1f}: {bootstrap_ci(hits)}   "
               f"(a random peak: {chance:.3f})")
     print("== lab_seg on 500 held-out scenes ==")
     scores = heldout_scores()
