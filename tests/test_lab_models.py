@@ -207,12 +207,15 @@ def test_bound_vqa_model_answers_like_the_model_and_keeps_its_metadata():
 
 
 # ------------------------------------------------------------------------------------- training
-def test_train_model_runs_and_is_deterministic(tmp_path):
+@pytest.mark.parametrize("name", ["lab_weak", "lab_vit", "lab_seg"])
+def test_train_model_runs_and_is_deterministic(tmp_path, name):
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    a = train_model("lab_weak", out_dir=tmp_path / "a", epochs=1, n_train=64, progress=False)
-    b = train_model("lab_weak", out_dir=tmp_path / "b", epochs=1, n_train=64, progress=False)
+    a = train_model(name, out_dir=tmp_path / "a", epochs=1, n_train=64, progress=False)
+    b = train_model(name, out_dir=tmp_path / "b", epochs=1, n_train=64, progress=False)
     sa, sb = torch.load(a["path"]), torch.load(b["path"])
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert a["test_accuracy"] == b["test_accuracy"] and 0.0 <= a["test_accuracy"] <= 1.0
-    net = load_lab_model("lab_weak", weights_dir=tmp_path / "a")
-    assert net(torch.zeros(1, 3, 64, 64)).shape == (1, 5)
+    net = load_lab_model(name, weights_dir=tmp_path / "a")
+    out = net(torch.zeros(1, 3, 64, 64))
+    out = out["out"] if isinstance(out, dict) else out  # lab_seg: torchvision's {"out": (N, K, H, W)}
+    assert out.shape[:2] == (1, len(LAB_MODELS[name].labels))

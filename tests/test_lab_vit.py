@@ -88,14 +88,3 @@ def test_attention_rollout_peaks_on_the_object_far_more_often_than_chance():
     estimate = bootstrap_ci(hits)  # a mean of per-scene hits (fractional where maxima tie), scenes resampled
     assert estimate.n == N and chance < 0.12
     assert estimate.low >= ROLLOUT_FLOOR, (estimate, chance)
-
-
-def test_vit_training_is_seeded_and_its_weights_load_through_the_zoo(tmp_path):
-    from camlab.lab.train import train_model
-
-    a = train_model("lab_vit", out_dir=tmp_path / "a", epochs=1, n_train=64, progress=False)
-    b = train_model("lab_vit", out_dir=tmp_path / "b", epochs=1, n_train=64, progress=False)
-    sa, sb = torch.load(a["path"]), torch.load(b["path"])
-    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-    net = load_lab_model("lab_vit", weights_dir=tmp_path / "a")
-    assert isinstance(net, VisionTransformer) and net(torch.zeros(1, 3, 64, 64)).shape == (1, 5)
