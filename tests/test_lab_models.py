@@ -25,8 +25,11 @@ ACCURACY_FLOORS = {
     "lab_cue_biased": 0.97,
     "lab_cue_clean": 0.97,
     "lab_caption": 0.95,
+    # the tiny ViT and the segmentation net (pixel accuracy): tests/test_lab_vit.py, tests/test_lab_seg.py
+    "lab_vit": 0.98,
+    "lab_seg": 0.99,
 }
-CLASSIFIERS = [n for n in LAB_MODELS if n not in ("lab_vqa", "lab_caption")]
+CLASSIFIERS = [n for n in LAB_MODELS if n not in ("lab_vqa", "lab_caption", "lab_seg")]
 N_TEST = 500  # the first 500 scenes of each fixed test set keep the suite fast
 
 
@@ -61,8 +64,9 @@ def test_lab_model_loads_offline_in_eval_mode_with_metadata(name):
     assert isinstance(info, ModelInfo) and info.name == name
     assert info.input_size == (64, 64) and info.mean == (0.5, 0.5, 0.5) and info.std == (0.5, 0.5, 0.5)
     from camlab.lab.captioning import WORDS
+    from camlab.lab.seg import SEG_CLASSES
 
-    expected = {"lab_vqa": list(ANSWERS), "lab_caption": list(WORDS)}.get(
+    expected = {"lab_vqa": list(ANSWERS), "lab_caption": list(WORDS), "lab_seg": list(SEG_CLASSES)}.get(
         name, ["circle", "square", "triangle", "cross", "ring"])
     assert info.labels == expected
     assert all(p.dtype == torch.float32 for p in net.parameters())
@@ -203,12 +207,15 @@ def test_bound_vqa_model_answers_like_the_model_and_keeps_its_metadata():
 
 
 # ------------------------------------------------------------------------------------- training
-def test_train_model_runs_and_is_deterministic(tmp_path):
+@pytest.mark.parametrize("name", ["lab_weak", "lab_vit", "lab_seg"])
+def test_train_model_runs_and_is_deterministic(tmp_path, name):
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    a = train_model("lab_weak", out_dir=tmp_path / "a", epochs=1, n_train=64, progress=False)
-    b = train_model("lab_weak", out_dir=tmp_path / "b", epochs=1, n_train=64, progress=False)
+    a = train_model(name, out_dir=tmp_path / "a", epochs=1, n_train=64, progress=False)
+    b = train_model(name, out_dir=tmp_path / "b", epochs=1, n_train=64, progress=False)
     sa, sb = torch.load(a["path"]), torch.load(b["path"])
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert a["test_accuracy"] == b["test_accuracy"] and 0.0 <= a["test_accuracy"] <= 1.0
-    net = load_lab_model("lab_weak", weights_dir=tmp_path / "a")
-    assert net(torch.zeros(1, 3, 64, 64)).shape == (1, 5)
+    net = load_lab_model(name, weights_dir=tmp_path / "a")
+    out = net(torch.zeros(1, 3, 64, 64))
+    out = out["out"] if isinstance(out, dict) else out  # lab_seg: torchvision's {"out": (N, K, H, W)}
+    assert out.shape[:2] == (1, len(LAB_MODELS[name].labels))

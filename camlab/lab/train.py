@@ -106,7 +106,7 @@ def train_model(name: str, *, seed: int = 0, out_dir: str | Path | None = None, 
     start = time.perf_counter()
     if r.trainer is not None:  # a model with its own loop measures itself on its own test set
         metrics = r.trainer(model, seed=seed, epochs=epochs, n_train=n_train, lr=r.lr, batch_size=r.batch_size,
-                            progress=progress, encoder=load_lab_model("lab_gap").features)
+                            progress=progress, **r.trainer_options())
         seconds = time.perf_counter() - start
     elif r.kind == "vqa":
         from .vqa import train_vqa, vqa_accuracy, vqa_test_set

@@ -2,7 +2,7 @@
 
 ``camlab.load_model(name)`` loads these by name; :func:`load_lab_model` is the lab-only loader. Each model is one
 :class:`LabModelSpec` block below: its architecture, its training recipe (run by :mod:`camlab.lab.train`), its
-measured accuracy and its usual layer. Imports go one way: architectures <- vqa <- captioning, cue <- zoo <- train.
+measured accuracy and its usual layer. Imports go one way: architectures <- vqa <- captioning, cue, seg, vit <- zoo <- train.
 Accuracies below were measured by the maintainers on the fixed seeded test sets
 (:func:`camlab.lab.train.heldout_scenes`, 1,000 scenes from the model's training distribution;
 :func:`camlab.lab.vqa.vqa_test_set` for ``lab_vqa``) with the committed float16 weights.
@@ -17,6 +17,8 @@ from torch import nn
 from .architectures import GapCNN, VGGStyle
 from .captioning import WORDS, CaptionModel, train_captioner
 from .cue import CUE_SCENES, make_cue_scenes
+from .seg import SEG_CLASSES, LabSegNet, train_segmenter
+from .vit import LAB_VIT_LAYER, build_lab_vit
 from .scenes import LAB_CLASSES, LAB_INPUT_SIZE, LAB_MEAN, LAB_STD  # noqa: F401 (LAB_*: the lab's preprocessing)
 from .scenes import Scenes, make_scenes
 from .vqa import ANSWERS, VQAModel
@@ -38,6 +40,11 @@ class Recipe:
     kind: str = "classifier"  # or "vqa", "caption"
     make_scenes: Callable[..., Scenes] = make_scenes  # the scene generator ``scenes`` is passed to
     trainer: Callable[..., dict] | None = None  # a model's own training loop, returning its test metrics
+
+    def trainer_options(self) -> dict:
+        """What this recipe's own ``trainer`` needs besides the common arguments: the captioner trains on top of
+        ``lab_gap``'s frozen conv trunk (as ``lab_vqa`` does)."""
+        return {"encoder": load_lab_model("lab_gap").features} if self.kind == "caption" else {}
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,13 @@ LAB_MODELS: dict[str, LabModelSpec] = {spec.name: spec for spec in [
           ".step(t), the logits of word t (word accuracy; 95.6% of captions exactly right)", 0.977,
           lambda: CaptionModel(), Recipe(epochs=12, n_train=4000, kind="caption", trainer=train_captioner),
           default_layer="encoder.features", labels=tuple(WORDS)),
+    _spec("lab_vit", "tiny timm VisionTransformer: conv stem -> 8x8 patch tokens + class token -> 4 blocks "
+          "(width 64, 4 heads); attention rollout applies", 0.999, build_lab_vit,
+          Recipe(epochs=8, n_train=4000, lr=2e-3), default_layer=LAB_VIT_LAYER),
+    _spec("lab_seg", "tiny segmentation net, torchvision layout: backbone -> image-pooling head -> {'out': "
+          "(N, 6, H, W)}, class 0 = background (pixel accuracy; mean IoU 92.9%)", 0.9956, lambda: LabSegNet(),
+          Recipe(epochs=8, n_train=4000, kind="segmentation", trainer=train_segmenter),
+          default_layer="backbone", labels=tuple(SEG_CLASSES)),
 ]}
 
 
