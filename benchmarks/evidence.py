@@ -1,4 +1,4 @@
-"""Print the evidence quoted in NOTES-evidence.md: each number with n and a 95% interval (camlab.stats).
+"""Print the evidence quoted in the README and chapters 04-06: each number with n and a 95% interval (camlab.stats).
 
 Run from the repository root: ``python benchmarks/evidence.py``. The measuring functions are the tests' own
 (tests/test_lab_cue.py, tests/test_lab_captioning.py), so the floors pinned there and the numbers printed here

@@ -1,4 +1,4 @@
-"""Print the numbers quoted in NOTES-labvit.md: lab_vit's accuracy, attention rollout's pointing game, lab_seg's
+"""Print the numbers quoted in the README: lab_vit's accuracy, attention rollout's pointing game, lab_seg's
 pixel accuracy and IoU, each with n and a 95% interval where it is a proportion (camlab.stats).
 
 Run from the repository root: ``python benchmarks/labvit.py``. The measuring functions are the tests' own

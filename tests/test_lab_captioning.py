@@ -1,7 +1,7 @@
 """Specification of the toy captioner (lab_caption): captions name two objects left to right, the committed model
 reaches its word / phrase accuracy floor on fixed held-out scenes, each decoding step is explainable as a model of
 images only, and Grad-CAM of each generated shape word lands on the object that word names (>= 100 scenes, 95%
-interval). The measuring functions here are also what ``benchmarks/evidence.py`` prints for NOTES-evidence.md."""
+interval). The measuring functions here are also what ``benchmarks/evidence.py`` prints."""
 from __future__ import annotations
 
 import functools
@@ -76,7 +76,7 @@ def test_caption_sets_are_seeded():
 
 # ------------------------------------------------------------------------------------------- model
 def test_captioner_reaches_its_word_and_phrase_accuracy_floors_on_held_out_scenes():
-    """Measured on the 500 fixed held-out scenes with the committed float16 weights (see NOTES-evidence.md)."""
+    """Measured on the 500 fixed held-out scenes with the committed float16 weights."""
     acc = caption_accuracy(captioner(), caption_test_set(500))
     assert acc["test_accuracy"] >= 0.95 and acc["phrase_accuracy"] >= 0.75, acc
     assert LAB_MODELS["lab_caption"].test_accuracy >= 0.95

@@ -2,7 +2,7 @@
 layer shows the spurious cue for the biased model and not for the clean one, and the accuracy effect (cue without
 shape, shape without cue) comes out as the course claims, each on >= 100 seeded scenes with a 95% interval.
 
-The measuring functions here are also what ``benchmarks/evidence.py`` prints for NOTES-evidence.md."""
+The measuring functions here are also what ``benchmarks/evidence.py`` prints."""
 from __future__ import annotations
 
 import functools

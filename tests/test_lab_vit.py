@@ -1,7 +1,7 @@
 """Specification of ``lab_vit``, the lab's tiny timm Vision Transformer: it has timm's token layout, reaches its
 accuracy floor, and attention rollout's peak lands on the object, each measured on >= 100 seeded scenes.
 
-The measuring functions here are also what ``benchmarks/labvit.py`` prints for NOTES-labvit.md."""
+The measuring functions here are also what ``benchmarks/labvit.py`` prints."""
 from __future__ import annotations
 
 import functools

@@ -17,13 +17,10 @@ SECTION = "\n## Write your own method\n"
 
 
 def _section() -> str:
-    """The section from README.md, or from NOTES-refactor.md until the lead has pasted it into the README."""
-    for name in ("README.md", "NOTES-refactor.md"):
-        path = ROOT / name
-        if path.exists() and SECTION in path.read_text(encoding="utf-8"):
-            text = path.read_text(encoding="utf-8").split(SECTION, 1)[1]
-            return re.split(r"\n## ", text, maxsplit=1)[0]
-    raise AssertionError(f"no '{SECTION.strip()}' section in README.md")
+    """The section of README.md."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert SECTION in readme, f"no '{SECTION.strip()}' section in README.md"
+    return re.split(r"\n## ", readme.split(SECTION, 1)[1], maxsplit=1)[0]
 
 
 def _blocks() -> dict[str, str]:
