@@ -118,7 +118,7 @@ def test_badges_command_checks_then_writes_a_stale_checkout(tmp_path, capsys):
     nbformat.write(notebook, tmp_path / "notebooks" / "00_tour.ipynb")
     (tmp_path / "README.md").write_text("| [00 · Tour](notebooks/00_tour.ipynb) | topics | 10 |\n")
 
-    assert main(["course", "badges", "--check", "--root", str(tmp_path)]) == 2
+    assert main(["course", "badges", "--check", "--root", str(tmp_path)]) == 1
     assert "00_tour.ipynb" in capsys.readouterr().err
     assert main(["course", "badges", "--root", str(tmp_path)]) == 0
     assert main(["course", "badges", "--check", "--root", str(tmp_path)]) == 0
@@ -128,7 +128,7 @@ def test_badges_command_checks_then_writes_a_stale_checkout(tmp_path, capsys):
 
 
 def test_badges_command_without_notebooks_says_what_root_it_needs(tmp_path, capsys):
-    assert main(["course", "badges", "--root", str(tmp_path)]) == 2
+    assert main(["course", "badges", "--root", str(tmp_path)]) == 1
     assert "has no notebooks/ folder" in capsys.readouterr().err
 
 
@@ -195,3 +195,14 @@ def test_execute_notebook_stores_fresh_outputs_in_place(tmp_path):
     ran = nbformat.read(path, as_version=4).cells
     assert [cell.execution_count for cell in ran] == [1, 2]
     assert ran[1].outputs[0].text == "42\n"
+
+
+def test_execute_notebook_refuses_an_error_that_was_only_displayed(tmp_path):
+    """A failing ``_repr_html_`` (like a figure that cannot be drawn) leaves the cell's status ok but stores a
+    traceback: execute_notebook must say so instead of reporting a clean run."""
+    path = tmp_path / "display_error.ipynb"
+    source = ("class Broken:\n    def _repr_html_(self):\n        raise ValueError('cannot draw')\n\n"
+              "from IPython.display import display\ndisplay(Broken())")
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)]), path)
+    with pytest.raises(RuntimeError, match="cell 0 displayed an error.*ValueError: cannot draw"):
+        execute_notebook(path, timeout=120)

@@ -37,7 +37,11 @@ def notebooks_dir() -> Path:
 
 
 def execute_notebook(path: str | Path, timeout: int = 600) -> float:
-    """Run a notebook top to bottom in place (fresh kernel, outputs stored) and return the seconds it took."""
+    """Run a notebook top to bottom in place (fresh kernel, outputs stored) and return the seconds it took.
+
+    A cell that fails stops the run (nbclient's ``CellExecutionError``). An error that IPython only *displays* while
+    the cell itself succeeds (a figure or ``_repr_*_`` that fails to render) is stored too, and then raised as a
+    ``RuntimeError`` naming the cell, so a stored traceback can never pass for a fresh run."""
     import time
 
     import nbformat
@@ -46,7 +50,14 @@ def execute_notebook(path: str | Path, timeout: int = 600) -> float:
     path = Path(path)
     notebook = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
     elapsed = time.perf_counter() - start
     nbformat.write(notebook, path)
+    failed = [(index, output) for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"
+              for output in cell.get("outputs", []) if output.get("output_type") == "error"]
+    if failed:
+        index, output = failed[0]
+        raise RuntimeError(f"{path.name}: cell {index} displayed an error while running: "
+                           f"{output.get('ename')}: {output.get('evalue')}")
     return elapsed
