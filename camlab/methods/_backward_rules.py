@@ -50,10 +50,10 @@ class _RuleClamp(torch.autograd.Function):
         return _rule_gradient(grad, out, ctx.low, ctx.high, ctx.rule), None, None, None, None
 
 
-class _RuleOnOutput(torch.autograd.Function):
+class _RuleOnOutput(_RuleClamp):
     """Attach the rule's backward to an activation module's ``output``, computed by the module itself from a
     *detached* copy of ``x``: forward returns ``output`` (no copy; it becomes this node's output), backward sends the
-    rule's signal to ``x``."""
+    rule's signal to ``x`` (the backward is inherited from :class:`_RuleClamp`)."""
 
     @staticmethod
     def forward(ctx, x, output, low, high, rule):
@@ -62,10 +62,6 @@ class _RuleOnOutput(torch.autograd.Function):
         ctx.save_for_backward(output if rule == "guided" else None)
         return output
 
-    @staticmethod
-    def backward(ctx, grad):
-        (out,) = ctx.saved_tensors
-        return _rule_gradient(grad, out, ctx.low, ctx.high, ctx.rule), None, None, None, None
 
 
 def _argument(args, kwargs, position, name, default):
