@@ -19,6 +19,7 @@ from torch import nn
 
 _POOLING = (
     nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity,
+    nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d, nn.AvgPool3d, nn.MaxPool3d, nn.Dropout3d,
 )
 
 
@@ -76,10 +77,10 @@ def trace_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module
 
 
 def last_spatial_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Module]:
-    """The last module (in execution order) whose output is a 4-D feature map larger than 1x1,
-    skipping pooling, flatten, dropout and identity layers."""
+    """The last module (in execution order) whose output is a feature map with as many dimensions as ``x`` (4-D, or
+    5-D for a 3-D input) larger than 1x1 (1x1x1), skipping pooling, flatten, dropout and identity layers."""
     for name, module, shape in reversed(trace_layers(model, x)):
-        if len(shape) == 4 and shape[2] * shape[3] > 1 and not isinstance(module, _POOLING):
+        if len(shape) == x.ndim and torch.Size(shape[2:]).numel() > 1 and not isinstance(module, _POOLING):
             return name, module
     raise ValueError(
         f"{model_name(model)} has no layer with a spatial (N,C,H,W) output; pass layer=... explicitly"
