@@ -154,7 +154,7 @@ class LayerMethod(Explainer):
 
     def layer_map(self, forward: ForwardPass) -> torch.Tensor:
         """(N,h,w) :math:`\\sum_k w_k \\odot A^k` for one layer, before ReLU ((N,d,h,w) for a 3-D input)."""
-        weights = self.weights(forward)
+        weights = self.weights(forward).to(forward.activations.dtype)  # e.g. CAM's float16 classifier weights
         if weights.ndim == 2:
             return torch.einsum("nk,nk...->n...", weights, forward.activations)
         return (weights * forward.activations).sum(dim=1)
