@@ -124,7 +124,7 @@ def instance_peaks(maps, boxes) -> torch.Tensor:
         boxes = boxes[:, None]
     if boxes.ndim != 3 or boxes.shape[0] != heat.shape[0] or boxes.shape[-1] != 4:
         raise ValueError(f"boxes must be (N,K,4) for {heat.shape[0]} maps, got {tuple(boxes.shape)}")
-    out = torch.zeros(boxes.shape[:2], dtype=heat.dtype)
+    out = torch.zeros(boxes.shape[:2], dtype=heat.dtype, device=heat.device)
     height, width = heat.shape[-2:]
     for i in range(boxes.shape[0]):
         for k in range(boxes.shape[1]):

@@ -2,12 +2,15 @@
 
 Every explainer runs its forward passes inside :func:`preserved_state`, which puts the model in eval mode and
 guarantees that afterwards, also after an exception, the model has exactly the train/eval flags and
-``requires_grad`` flags it had before, and none of camlab's hooks.
+``requires_grad`` flags it had before, and none of camlab's hooks. It also holds the model's lock
+(:func:`model_lock`), so calls on one model from several threads run one after the other.
 """
 from __future__ import annotations
 
 import contextlib
 import difflib
+import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,6 +19,7 @@ from torch import nn
 
 _POOLING = (
     nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity,
+    nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d, nn.AvgPool3d, nn.MaxPool3d, nn.Dropout3d,
 )
 
 
@@ -73,10 +77,10 @@ def trace_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module
 
 
 def last_spatial_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Module]:
-    """The last module (in execution order) whose output is a 4-D feature map larger than 1x1,
-    skipping pooling, flatten, dropout and identity layers."""
+    """The last module (in execution order) whose output is a feature map with as many dimensions as ``x`` (4-D, or
+    5-D for a 3-D input) larger than 1x1 (1x1x1), skipping pooling, flatten, dropout and identity layers."""
     for name, module, shape in reversed(trace_layers(model, x)):
-        if len(shape) == 4 and shape[2] * shape[3] > 1 and not isinstance(module, _POOLING):
+        if len(shape) == x.ndim and torch.Size(shape[2:]).numel() > 1 and not isinstance(module, _POOLING):
             return name, module
     raise ValueError(
         f"{model_name(model)} has no layer with a spatial (N,C,H,W) output; pass layer=... explicitly"
@@ -89,24 +93,50 @@ class _SavedState:
     requires_grad: dict[torch.nn.Parameter, bool]
 
 
+_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The re-entrant lock that camlab holds on ``model`` for the whole of every call (:func:`preserved_state`).
+
+    One lock per model, kept in a weak dictionary (it goes when the model goes). A thread that already holds it may
+    enter again (CAM's classifier search runs inside an explainer's call); another thread waits. Hold it yourself
+    (``with camlab.hooks.model_lock(model): ...``) around your own forward passes or training steps on a model that
+    other threads explain: camlab's hooks are registered on the model's modules, so they would see your forward
+    passes too, and a training step would see the model in eval mode."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
 @contextlib.contextmanager
 def preserved_state(model: nn.Module) -> Iterator[None]:
-    """Run the body with ``model`` in eval mode; restore every module's mode and every parameter's
-    ``requires_grad`` flag afterwards, also after an exception."""
-    saved = _SavedState(
-        training={module: module.training for module in model.modules()},
-        requires_grad={param: param.requires_grad for param in model.parameters()},
-    )
-    grad_mode = torch.is_grad_enabled()
-    model.eval()
-    try:
-        yield
-    finally:
-        torch.set_grad_enabled(grad_mode)
-        for module, training in saved.training.items():
-            module.training = training
-        for param, flag in saved.requires_grad.items():
-            param.requires_grad_(flag)
+    """Run the body with ``model`` in eval mode and its lock held; restore every module's mode and every parameter's
+    ``requires_grad`` flag afterwards, also after an exception.
+
+    Threads: the body runs with :func:`model_lock` held, so two threads explaining one model serialise: each sees the
+    model in eval mode with only its own hooks, the train/eval flags come back as the *first* caller found them
+    (never as another thread left them mid-call), BatchNorm statistics and parameters are untouched, and every map
+    equals the single-threaded one. Grad mode and inference mode are thread-local in PyTorch, so the grad mode saved
+    and restored here is the calling thread's own. Different models run in parallel."""
+    with model_lock(model):
+        saved = _SavedState(
+            training={module: module.training for module in model.modules()},
+            requires_grad={param: param.requires_grad for param in model.parameters()},
+        )
+        grad_mode = torch.is_grad_enabled()
+        model.eval()
+        try:
+            yield
+        finally:
+            torch.set_grad_enabled(grad_mode)
+            for module, training in saved.training.items():
+                module.training = training
+            for param, flag in saved.requires_grad.items():
+                param.requires_grad_(flag)
 
 
 class ActivationCapture:

@@ -114,11 +114,15 @@ def load_model(name: str, *, download: bool = True) -> nn.Module:
     ``efficientnet_lite0`` and the ``lab_*`` models work offline. ``resnet50`` and ``vgg16`` use torchvision's
     weights when they are in the local torch hub cache, or download them when ``download`` is true and the network
     is reachable; otherwise they fail at once (never a silent fall-back to random weights).
+
+    The global random state is left as it was: building a model initialises its layers at random before the weights
+    are loaded, which would otherwise advance the global RNG (``torch.random.fork_rng``, CPU and every CUDA device).
     """
     zoo = _zoo()
     if name not in zoo:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(zoo)}")
-    model = zoo[name].load(download)
+    with torch.random.fork_rng():
+        model = zoo[name].load(download)
     return model.eval()
 
 

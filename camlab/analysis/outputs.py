@@ -16,7 +16,8 @@ class DenseLogits(nn.Module):
     .. math:: S^c_{ij} = \sum_k w^c_k A^k_{ij} + b^c, \qquad \frac{1}{Z}\sum_{ij} S^c_{ij} = y^c
 
     ``features`` and ``fc`` are the classifier's own modules (shared parameters), so layers are found by the same
-    dotted names (``"features"``, ``"features.9"``) and ``model.camlab`` carries over.
+    dotted names (``"features"``, ``"features.9"``) and ``model.camlab`` carries over. Building it changes nothing
+    in ``model``: each submodule keeps its own train/eval mode.
     """
 
     def __init__(self, model: nn.Module, features: str = "features", fc: str = "fc"):
@@ -32,7 +33,8 @@ class DenseLogits(nn.Module):
         self.fc = modules[fc]
         if hasattr(model, "camlab"):
             self.camlab = model.camlab
-        self.train(model.training)
+        # only this wrapper's own flag: ``self.train()`` would reset every shared submodule's mode to one value
+        self.training = model.training
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         activations = self.features(x)

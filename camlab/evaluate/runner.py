@@ -28,8 +28,8 @@ def _maps(explainer, data: EvalSet, batch_size: int) -> torch.Tensor:
 def _localization(data: EvalSet, maps: torch.Tensor, predicted: list[int]) -> float:
     """Top-1 localization error per image, from the maps of the samples whose class is the prediction."""
     n_images = len(data.image_boxes)
-    image_maps = torch.zeros(n_images, *maps.shape[-2:])
-    image_inputs = torch.zeros(n_images, *data.x.shape[1:])
+    image_maps = torch.zeros(n_images, *maps.shape[-2:], dtype=maps.dtype, device=maps.device)
+    image_inputs = torch.zeros(n_images, *data.x.shape[1:], dtype=data.x.dtype, device=data.x.device)
     for sample, image in enumerate(data.image_of):
         image_inputs[image] = data.x[sample]
         if data.targets[sample] == predicted[image]:

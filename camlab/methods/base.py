@@ -14,6 +14,7 @@ in :meth:`LayerMethod.resolve_layers`, called by :meth:`LayerMethod.forward_pass
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
 import torch
@@ -21,29 +22,11 @@ from torch import nn
 
 from camlab.hooks import last_spatial_layer, preserved_state, resolve_layer
 from camlab.maps import scale, upsample
+from camlab.methods.checks import LOW_PRECISION, check_finite, check_input, check_model_input  # noqa: F401
 from camlab.methods.forward import ForwardPass, LayerOutput, capture, check_feature_map  # noqa: F401 (public here)
 from camlab.methods.registry import METHODS, register  # noqa: F401 (public here)
 from camlab.modelinfo import dummy_input  # noqa: F401 (public here)
 from camlab.targets import Target, scores
-
-
-def check_input(x) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(
-            f"input must be a torch.Tensor of shape (N,C,H,W), not {type(x).__name__}; "
-            "use camlab.preprocess(image, model) to turn a PIL image into one"
-        )
-    if x.ndim != 4:
-        hint = " (add a batch dimension: x[None] or x.unsqueeze(0))" if x.ndim == 3 else ""
-        raise ValueError(f"input must be a 4-D (N,C,H,W) tensor, got shape {tuple(x.shape)}{hint}")
-    if not x.dtype.is_floating_point:
-        raise TypeError(
-            f"input must be a float tensor, got {x.dtype}; convert with x.float() / 255 and normalise, "
-            "or use camlab.preprocess(image, model)"
-        )
-    if x.shape[0] == 0:
-        raise ValueError("input batch is empty")
-    return x
 
 
 class Explainer:
@@ -52,6 +35,8 @@ class Explainer:
     name: ClassVar[str] = ""
     #: signed maps (no ReLU) are scaled to [-1, 1] instead of [0, 1]
     relu: bool = True
+    #: whether the method explains 3-D inputs (N,C,D,H,W) as well as images (N,C,H,W)
+    volumetric: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module):
         if not isinstance(model, nn.Module):
@@ -59,19 +44,21 @@ class Explainer:
         self.model = model
 
     def __call__(self, x: torch.Tensor, target: Target = None, raw: bool = False) -> torch.Tensor:
-        x = check_input(x)
+        x = check_input(x, self.volumetric, type(self).__name__)
+        check_model_input(self.model, x)
         with preserved_state(self.model):
             maps = self.compute(x, target)
         return self.present(maps.detach(), x, raw)
 
     def present(self, maps: torch.Tensor, x: torch.Tensor, raw: bool) -> torch.Tensor:
         """The computed maps as returned: ReLU (unless ``relu=False``), then, unless ``raw``, upsampled to the
-        input and scaled per image to [0, 1] ([-1, 1] for signed maps)."""
+        input (bilinear; trilinear for 3-D inputs) and scaled per image over all its positions to [0, 1] ([-1, 1] for
+        signed maps)."""
         if self.relu:
             maps = maps.clamp_min(0)
         if raw:
             return maps
-        return scale(upsample(maps, tuple(x.shape[-2:])), signed=not self.relu)
+        return scale(upsample(maps, tuple(x.shape[2:])), signed=not self.relu)
 
     def compute(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         """The unscaled map, before ReLU, at the method's own resolution; runs with the model in eval mode."""
@@ -146,18 +133,30 @@ class LayerMethod(Explainer):
 
     def forward_pass(self, x: torch.Tensor, target: Target) -> ForwardPass:
         """One forward pass with the layers' activations captured and, if the method uses them, the gradients
-        of the target score with respect to those activations only (nothing below the layers builds a graph)."""
-        return capture(self.model, x, target, self.resolve_layers(x), differentiable=self.uses_gradients)
+        of the target score with respect to those activations only (nothing below the layers builds a graph).
+
+        Activations with NaN or inf raise a ``ValueError``. Float16 / bfloat16 activations and gradients are
+        handed to the method in float32 (a weighted sum over hundreds of channels overflows float16's 65504), so the
+        maps of a half-precision model are float32."""
+        forward = capture(self.model, x, target, self.resolve_layers(x), differentiable=self.uses_gradients)
+        for layer in forward.layers:
+            check_finite(layer.activations, f"the activations of layer {layer.name!r}")
+        if forward.layers[0].activations.dtype not in LOW_PRECISION:
+            return forward
+        return replace(forward, layers=tuple(
+            replace(layer, activations=layer.activations.float(),
+                    gradients=None if layer.gradients is None else layer.gradients.float())
+            for layer in forward.layers))
 
     def weights(self, forward: ForwardPass) -> torch.Tensor:
         """(N,K) channel weights or (N,K,h,w) per-position weights for one layer (``forward.activations``)."""
         raise NotImplementedError(f"{type(self).__name__} must define weights(forward) (or channel_weights)")
 
     def layer_map(self, forward: ForwardPass) -> torch.Tensor:
-        """(N,h,w) :math:`\\sum_k w_k \\odot A^k` for one layer, before ReLU."""
-        weights = self.weights(forward)
+        """(N,h,w) :math:`\\sum_k w_k \\odot A^k` for one layer, before ReLU ((N,d,h,w) for a 3-D input)."""
+        weights = self.weights(forward).to(forward.activations.dtype)  # e.g. CAM's float16 classifier weights
         if weights.ndim == 2:
-            return torch.einsum("nk,nkhw->nhw", weights, forward.activations)
+            return torch.einsum("nk,nk...->n...", weights, forward.activations)
         return (weights * forward.activations).sum(dim=1)
 
     def fuse(self, maps: list[torch.Tensor], forward: ForwardPass) -> torch.Tensor:

@@ -75,10 +75,12 @@ class ForwardPass:
         return per_image(self.logits, self.target)
 
 
-def check_feature_map(name: str, activations: torch.Tensor) -> None:
-    if activations.ndim != 4:
+def check_feature_map(name: str, activations: torch.Tensor, ndim: int = 4) -> None:
+    """A layer's output must be an (N,C,H,W) feature map (``ndim`` 4), or (N,C,D,H,W) for a 3-D input (5)."""
+    if activations.ndim != ndim:
+        expected = "(N,C,H,W)" if ndim == 4 else "(N,C,D,H,W)"
         raise ValueError(
-            f"layer {name!r} outputs shape {tuple(activations.shape)}, not an (N,C,H,W) feature map; "
+            f"layer {name!r} outputs shape {tuple(activations.shape)}, not an {expected} feature map; "
             "choose a convolutional layer (see camlab.layers(model))"
         )
 
@@ -109,6 +111,6 @@ def capture(model: nn.Module, x: torch.Tensor, target: Target, layers: list[tupl
         target_scores = scores(logits, target)
         gradients = _gradients(target_scores, activations, names) if differentiable else [None] * len(layers)
     for name, activation in zip(names, activations):
-        check_feature_map(name, activation)
+        check_feature_map(name, activation, x.ndim)
     outputs = tuple(LayerOutput(name, a.detach(), g) for name, a, g in zip(names, activations, gradients))
     return ForwardPass(x, logits.detach(), target_scores.detach(), target, outputs, tuple(hooks.order))

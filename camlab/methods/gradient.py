@@ -6,13 +6,16 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from camlab.maps import safe_divide, upsample
+from camlab.maps import safe_divide, spatial_dims, upsample
 from camlab.methods.base import ForwardPass, LayerMethod, register
 
 
 class GradientMethod(LayerMethod):
     """A layer method whose weights come from the activations and the gradients of the target score with respect to
-    them; subclasses define ``channel_weights(activations, gradients)``."""
+    them; subclasses define ``channel_weights(activations, gradients)``. Every gradient method explains 3-D inputs
+    too: its sums and means run over all spatial dimensions, (h,w) or (d,h,w) (:func:`camlab.maps.spatial_dims`)."""
+
+    volumetric = True
 
     def weights(self, forward: ForwardPass) -> torch.Tensor:
         return self.channel_weights(forward.activations, forward.gradients)
@@ -36,7 +39,7 @@ class GradCAM(GradientMethod):
     """
 
     def channel_weights(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
-        return gradients.mean(dim=(2, 3))
+        return gradients.mean(dim=spatial_dims(gradients))
 
 
 def gradcam_plus_plus_weights(activations: torch.Tensor, gradients_1: torch.Tensor, gradients_2: torch.Tensor,
@@ -45,9 +48,10 @@ def gradcam_plus_plus_weights(activations: torch.Tensor, gradients_1: torch.Tens
     for Smooth Grad-CAM++): :math:`w_k = \sum_{ij} \alpha^k_{ij}\,\mathrm{ReLU}(g^1_{ij})` with
     :math:`\alpha^k_{ij} = g^2_{ij} / (2 g^2_{ij} + \sum_{ab} A^k_{ab}\, g^3_{ij})`, and
     :math:`\alpha = 0` where the denominator is 0."""
-    activation_sums = activations.sum(dim=(2, 3), keepdim=True)
+    dims = spatial_dims(activations)
+    activation_sums = activations.sum(dim=dims, keepdim=True)
     alpha = safe_divide(gradients_2, 2 * gradients_2 + activation_sums * gradients_3)
-    return (alpha * gradients_1.clamp_min(0)).sum(dim=(2, 3))
+    return (alpha * gradients_1.clamp_min(0)).sum(dim=dims)
 
 
 @register("gradcam++")
@@ -89,8 +93,9 @@ class XGradCAM(GradientMethod):
     """
 
     def channel_weights(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
-        total = activations.sum(dim=(2, 3), keepdim=True)
-        return safe_divide(activations * gradients, total).sum(dim=(2, 3))
+        dims = spatial_dims(activations)
+        total = activations.sum(dim=dims, keepdim=True)
+        return safe_divide(activations * gradients, total).sum(dim=dims)
 
 
 @register("hirescam")
@@ -111,8 +116,8 @@ class HiResCAM(GradientMethod):
 
 
 def _max_normalise(maps: torch.Tensor) -> torch.Tensor:
-    peak = maps.flatten(1).amax(dim=1).clamp_min(0)[:, None, None]
-    return safe_divide(maps, peak)
+    peak = maps.flatten(1).amax(dim=1).clamp_min(0)
+    return safe_divide(maps, peak.view(-1, *[1] * (maps.ndim - 1)))
 
 
 @register("layercam")
@@ -145,7 +150,7 @@ class LayerCAM(GradientMethod):
 
     def fuse(self, maps: list[torch.Tensor], forward: ForwardPass) -> torch.Tensor:
         deepest = forward.order[-1]
-        size = max((tuple(m.shape[-2:]) for m in maps), key=lambda hw: hw[0] * hw[1])
+        size = max((tuple(m.shape[1:]) for m in maps), key=lambda spatial: torch.Size(spatial).numel())
         fused = None
         for index, layer_map in enumerate(maps):
             normalised = _max_normalise(layer_map.clamp_min(0))
@@ -188,7 +193,7 @@ class SmoothGradCAMPlusPlus(GradientMethod):
         x = forward.inputs.detach()
         target = forward.fixed_target()
         generator = torch.Generator(device=x.device).manual_seed(self.seed)
-        value_range = (x.flatten(1).amax(dim=1) - x.flatten(1).amin(dim=1)).reshape(-1, 1, 1, 1)
+        value_range = (x.flatten(1).amax(dim=1) - x.flatten(1).amin(dim=1)).view(-1, *[1] * (x.ndim - 1))
         sum_1 = torch.zeros_like(forward.activations)
         sum_2, sum_3 = torch.zeros_like(sum_1), torch.zeros_like(sum_1)
         for _ in range(self.n_samples):

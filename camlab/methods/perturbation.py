@@ -94,6 +94,7 @@ class ScoreCAM(BatchedPerturbation):
     """
 
     uses_gradients = False
+    volumetric = True
     WEIGHTINGS = ("probability", "paper")
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
@@ -141,16 +142,19 @@ class ScoreCAM(BatchedPerturbation):
 
     def _masked_scores(self, model: nn.Module, image: torch.Tensor, channels: torch.Tensor, target,
                        bar) -> torch.Tensor:
-        """Scores of ``image`` (1,C,H,W) masked by each of ``channels`` (M,h,w), in batches."""
-        size = tuple(image.shape[-2:])
+        """Scores of ``image`` (1,C,H,W) masked by each of ``channels`` (M,h,w), in batches (3-D: (1,C,D,H,W) and
+        (M,d,h,w), upsampled trilinearly)."""
+        size = tuple(image.shape[2:])
+        ones = [1] * len(size)
+        layout = torch.channels_last if image.ndim == 4 else torch.contiguous_format
         result = torch.empty(len(channels), dtype=channels.dtype, device=channels.device)
 
         def run(start: int, stop: int) -> None:
             masks = upsample(channels[start:stop][None], size)[0]
-            low = masks.flatten(1).amin(dim=1)[:, None, None]
-            high = masks.flatten(1).amax(dim=1)[:, None, None]
-            masks = (masks - low) / (high - low)
-            masked = (image * masks[:, None]).contiguous(memory_format=torch.channels_last)
+            low = masks.flatten(1).amin(dim=1).view(-1, *ones)
+            high = masks.flatten(1).amax(dim=1).view(-1, *ones)
+            masks = ((masks - low) / (high - low)).to(image.dtype)
+            masked = (image * masks[:, None]).contiguous(memory_format=layout)
             result[start:stop] = self._score(model(masked), target).to(result.dtype)
             bar.update(stop - start)
 

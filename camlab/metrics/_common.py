@@ -45,6 +45,36 @@ def is_precomputed(explainer: MapSource) -> bool:
     return isinstance(explainer, (torch.Tensor, np.ndarray))
 
 
+def _input_count(inputs) -> int | None:
+    """How many images ``inputs`` holds: a tensor's batch size, a DataLoader's dataset length, else ``None``."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.shape[0]
+    dataset = getattr(inputs, "dataset", None)
+    try:
+        return len(dataset) if dataset is not None else None
+    except TypeError:
+        return None
+
+
+def check_precomputed(explainer: MapSource, inputs) -> None:
+    """For precomputed maps: one map per input image, at the input's resolution (checked before any work, so that
+    extra maps are never silently ignored and a map is never broadcast over several images)."""
+    if not is_precomputed(explainer):
+        return
+    maps = saliency(explainer)
+    count = _input_count(inputs)
+    if count is not None and maps.shape[0] != count:
+        raise ValueError(
+            f"got {maps.shape[0]} precomputed maps for {count} input images; give exactly one map per image, in the "
+            "inputs' order"
+        )
+    if isinstance(inputs, torch.Tensor) and tuple(maps.shape[-2:]) != tuple(inputs.shape[-2:]):
+        raise ValueError(
+            f"precomputed maps are {tuple(maps.shape[-2:])} but the inputs are {tuple(inputs.shape[-2:])}; give maps at "
+            "the input's resolution (explainers do this unless raw=True; or camlab.maps.upsample(maps, size))"
+        )
+
+
 def compute_maps(explainer: MapSource, x: torch.Tensor, target, offset: int = 0) -> torch.Tensor:
     """(N,H,W) saliency of ``explainer`` on the batch ``x`` for ``target``; for precomputed maps, rows ``offset`` to
     ``offset + N`` of them (the batch's place in the whole input), checked against ``x``. The one place a metric

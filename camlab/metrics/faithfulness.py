@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from camlab.maps import safe_divide, scale
-from camlab.metrics._common import (MapSource, batches, compute_maps, probabilities, saliency, spearman, to_image,
-                                    to_input)
+from camlab.metrics._common import (MapSource, batches, check_precomputed, compute_maps, probabilities, saliency,
+                                    spearman, to_image, to_input)
 from camlab.targets import class_indices
 
 
@@ -80,6 +80,7 @@ def confidence_change(model: nn.Module, inputs, explainer: MapSource, target=Non
     if space not in ("image", "input"):
         raise ValueError(f"space must be 'image' or 'input', got {space!r}")
     generator = torch.Generator().manual_seed(seed)
+    check_precomputed(explainer, inputs)
     drops, increases, offset = [], [], 0
     for x, batch_target in batches(inputs, (target,), batch_size, progress, "confidence"):
         n = x.shape[0]
@@ -162,6 +163,7 @@ def causal_curve(model: nn.Module, inputs, explainer: MapSource, target=None, *,
         raise ValueError(f"steps must be >= 1, got {steps}")
     substrate = substrate if substrate is not None else ("zeros" if mode == "deletion" else "blur")
     generator = torch.Generator().manual_seed(seed)
+    check_precomputed(explainer, inputs)
     curves, offset = [], 0
     for x, batch_target in batches(inputs, (target,), 16, progress, mode):
         n, _, height, width = x.shape

@@ -15,7 +15,8 @@ from scipy import ndimage
 from torch import nn
 
 from camlab.maps import safe_divide
-from camlab.metrics._common import MapSource, batches, compute_maps, is_precomputed, probabilities, saliency
+from camlab.metrics._common import (MapSource, batches, check_precomputed, compute_maps, is_precomputed, probabilities,
+                                    saliency)
 
 #: 8-connectivity: diagonal neighbours belong to the same segment (as OpenCV's contours and skimage's default)
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -135,6 +136,11 @@ def gt_masks(ground_truth, n: int, size: tuple[int, int]) -> torch.Tensor:
             if tensor.shape[0] != n:
                 raise ValueError(f"{tensor.shape[0]} masks for {n} images")
             return tensor.bool()
+        if tensor.ndim in (2, 3) and (tensor.dtype == torch.bool or tensor.shape[-1] != 4):
+            raise ValueError(
+                f"ground-truth masks of shape {tuple(tensor.shape)} do not match {n} maps of size {height}x{width}; "
+                "give one (H,W) mask per map at the maps' resolution (or boxes as (N,4) / (N,K,4))"
+            )
     masks = torch.zeros(n, height, width, dtype=torch.bool)
     rows = torch.arange(height, dtype=torch.float64)[:, None]
     cols = torch.arange(width, dtype=torch.float64)[None, :]
@@ -177,6 +183,7 @@ def localization_error(model: nn.Module, inputs, explainer: MapSource, labels=No
     precomputed = is_precomputed(explainer)
     if precomputed and top != (1,):
         raise ValueError("precomputed maps give only the top-1 error (pass top=(1,)); pass an explainer for top-5")
+    check_precomputed(explainer, inputs)
     correct = {k: 0 for k in top}
     known_correct, total = 0, 0
     for x, batch_labels, batch_boxes in batches(inputs, (labels, boxes), batch_size, progress, "localization"):
