@@ -28,7 +28,7 @@ def _check_shape(x: torch.Tensor, volumetric: bool, method: str) -> None:
             f"{tuple(x.shape)} use one of the methods that support volumes: {', '.join(volumetric_methods())}"
         )
     expected = "a 4-D (N,C,H,W) or 5-D (N,C,D,H,W)" if volumetric else "a 4-D (N,C,H,W)"
-    hint = " (add a batch dimension: x[None] or x.unsqueeze(0))" if x.ndim in (3, 4) else ""
+    hint = " (add a batch dimension: x[None] or x.unsqueeze(0))" if x.ndim == 3 else ""
     raise ValueError(f"input must be {expected} tensor, got shape {tuple(x.shape)}{hint}")
 
 
