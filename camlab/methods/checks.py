@@ -8,14 +8,14 @@ import itertools
 import torch
 from torch import nn
 
+from camlab.methods.registry import METHODS
+
 #: dtypes whose maps camlab computes in float32 (a sum over hundreds of channels overflows float16 at 65504)
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def volumetric_methods() -> list[str]:
     """The registered methods that explain 3-D (N,C,D,H,W) inputs."""
-    from camlab.methods.registry import METHODS
-
     return [name for name, cls in METHODS.items() if getattr(cls, "volumetric", False)]
 
 
