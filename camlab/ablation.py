@@ -65,7 +65,7 @@ class ChannelAblation:
             for start in range(0, k, self.batch_size):
                 channels = torch.arange(start, min(start + self.batch_size, k), device=activation.device)
                 batch = activation.repeat(len(channels), *([1] * (activation.ndim - 1)))
-                batch[torch.arange(len(channels)), channels] = 0
+                batch[torch.arange(len(channels), device=batch.device), channels] = 0
                 if self.broadcast is None:
                     ablated = self._checked(image, activation, batch, target, original)
                 else:

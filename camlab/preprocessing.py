@@ -57,7 +57,8 @@ def array_to_unit(image: np.ndarray) -> np.ndarray:
     """An image array as float32 in [0, 1], by its dtype: uint8 / 255, uint16 / 65535, other integers (and bools
     are refused) / 255 when in [0, 255]; floats as they are when their maximum is at most 1, else / 255 when in
     [0, 255]. Values outside the range the dtype implies, and NaN or inf, raise a ``ValueError`` saying which."""
-    if image.dtype == np.bool_ or not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+    numeric = np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)
+    if image.dtype == np.bool_ or not numeric:
         raise TypeError(f"an array image must hold integers or floats, not {image.dtype}")
     if image.dtype == np.uint16:
         return (image.astype(np.float64) / 65535.0).astype(np.float32)

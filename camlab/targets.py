@@ -44,10 +44,11 @@ def class_indices(logits: torch.Tensor, target: Target) -> torch.Tensor:
     if isinstance(target, bool):
         raise TypeError("target must be an int class index, a sequence of them, None or a callable, not a bool")
     if isinstance(target, int) or (isinstance(target, torch.Tensor) and target.ndim == 0):
-        indices = torch.full((n,), int(target), dtype=torch.long)
+        indices = torch.full((n,), int(target), dtype=torch.long, device="cpu")
     else:
         try:
-            indices = torch.as_tensor(list(target) if not isinstance(target, torch.Tensor) else target)
+            indices = torch.as_tensor(list(target) if not isinstance(target, torch.Tensor) else target,
+                                      device="cpu")  # checked on the host (no device sync), then moved
         except (TypeError, ValueError) as error:
             raise TypeError(
                 "target must be an int class index, a sequence of them (one per image), None or a callable, "

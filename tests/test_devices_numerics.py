@@ -142,3 +142,68 @@ def test_flat_maps_are_zero_never_nan(method):
                 module.bias.zero_()
     heat = camlab.build(method, net)(torch.zeros(1, 3, 8, 8), target=0)
     assert torch.equal(heat, torch.zeros(1, 8, 8))
+
+
+@pytest.mark.parametrize("method", sorted(camlab.METHODS))
+def test_every_method_explains_a_float16_model_like_its_float32_twin(method):
+    """The same seeded GapNet in float16 and float32: no NaN, and the maps agree within float16's precision (layer
+    methods return float32 maps, input-space methods the input's dtype). Held on main except for overflowing maps
+    (above); Ablation-CAM is here because the float32 activations must go back to float16 before its ablated pass."""
+    torch.manual_seed(0)
+    single = GapNet()
+    half = GapNet()
+    half.load_state_dict(single.state_dict())
+    half.half()
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    options = {"progress": False} if method in ("scorecam", "ablationcam", "occlusion") else {}
+    from_half = camlab.build(method, half, **options)(x.half(), target=[0, 1])
+    from_single = camlab.build(method, single, **options)(x, target=[0, 1])
+    assert not from_half.isnan().any()
+    assert torch.allclose(from_half.float(), from_single, atol=5e-3)
+
+
+@pytest.fixture
+def default_device_meta():
+    """``torch.set_default_device("meta")`` for the test: a tensor made without ``device=`` lands on ``meta`` and
+    fails as soon as it meets the CPU model, the CPU input or ``.item()``."""
+    torch.set_default_device("meta")
+    try:
+        yield
+    finally:
+        torch.set_default_device("cpu")
+
+
+@pytest.mark.parametrize("method", sorted(camlab.METHODS))
+@pytest.mark.parametrize("target", [None, 1, [0, 2]], ids=["top1", "int", "list"])
+def test_no_method_creates_a_tensor_on_the_default_device(method, target, default_device_meta):
+    """Every tensor a method makes is placed on the input's device (or deliberately on the CPU, e.g. RandomCAM's
+    seeded weights), never on ``torch.set_default_device``'s device. On main ``class_indices`` built its indices and
+    RandomCAM its weights on the default device, so every method failed here."""
+    with torch.device("cpu"):
+        net = GapNet()
+        x = torch.randn(2, 3, 8, 8)
+        options = {"progress": False} if method in ("scorecam", "ablationcam", "occlusion") else {}
+        explainer = camlab.build(method, net, **options)
+        expected = explainer(x, target=target)
+    assert torch.equal(explainer(x, target=target), expected)
+
+
+def test_no_metric_creates_a_tensor_on_the_default_device(default_device_meta):
+    """The metrics keep their host-side bookkeeping (pixel orders, boxes, ranks) explicitly on the CPU and move what
+    meets the model to the input's device; on main they used the default device."""
+    from camlab import metrics
+
+    with torch.device("cpu"):
+        net = GapNet().eval()
+        x = torch.randn(4, 3, 8, 8)
+        boxes = torch.tensor([[0, 0, 4, 4]] * 4)
+        masks = torch.ones(4, 8, 8, dtype=torch.bool)
+    explainer = camlab.GradCAM(net)
+    maps = explainer(x, target=0)
+    for mask in ("soft", "hard"):
+        assert 0 <= metrics.average_drop(net, x, explainer, target=0, mask=mask) <= 1
+    assert 0 <= metrics.deletion_auc(net, x, explainer, target=0, steps=4) <= 1
+    assert 0 <= metrics.pointing_game(maps, masks) <= 1
+    assert metrics.localization_error(net, x, explainer, labels=[0] * 4, boxes=boxes)["n"] == 4
+    assert len(metrics.localization_sweep(maps, boxes).thresholds) > 0
+    assert -1 <= metrics.occlusion_faithfulness(net, x, explainer, target=0) <= 1

@@ -174,6 +174,22 @@ def test_a_depth_one_volume_gets_the_map_of_the_same_2d_image(method):
     assert torch.allclose(volume[:, 0], flat, atol=1e-5)
 
 
+def test_multi_layer_layercam_fuses_3d_maps_at_the_finest_layer():
+    """LayerCAM on features.1 (6x8x8) and features.3 (3x4x4): the deeper map is divided by its maximum, the shallower
+    one goes through tanh(2 M / max M), the deeper is upsampled trilinearly to 6x8x8 and the maximum is taken."""
+    net, x = VolumeNet(), _volume()
+    fused = camlab.LayerCAM(net, layer=["features.1", "features.3"])(x, target=[0, 1], raw=True)
+    shallow = camlab.LayerCAM(net, layer="features.1")(x, target=[0, 1], raw=True)
+    deep = camlab.LayerCAM(net, layer="features.3")(x, target=[0, 1], raw=True)
+
+    def peak(maps):
+        return maps.flatten(1).amax(dim=1).view(-1, 1, 1, 1)
+
+    expected = torch.maximum(torch.tanh(2 * shallow / peak(shallow)), upsample(deep / peak(deep), (6, 8, 8)))
+    assert fused.shape == (2, 6, 8, 8)
+    assert torch.allclose(fused, expected, atol=1e-6)
+
+
 def test_layer_none_finds_the_last_3d_feature_map():
     assert camlab.GradCAM(VolumeNet())(_volume(), target=0, raw=True).shape == (2, 3, 4, 4)
 

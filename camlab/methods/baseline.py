@@ -24,5 +24,6 @@ class RandomCAM(LayerMethod):
     def weights(self, forward: ForwardPass) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self.seed)
         n, k = forward.activations.shape[:2]
-        weights = torch.rand(n, k, generator=generator, dtype=torch.float64)
+        # drawn on the CPU whatever the device, so a seed gives the same map everywhere
+        weights = torch.rand(n, k, generator=generator, dtype=torch.float64, device="cpu")
         return weights.to(device=forward.activations.device, dtype=forward.activations.dtype)

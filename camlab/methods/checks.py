@@ -8,14 +8,14 @@ import itertools
 import torch
 from torch import nn
 
+from camlab.methods.registry import METHODS
+
 #: dtypes whose maps camlab computes in float32 (a sum over hundreds of channels overflows float16 at 65504)
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def volumetric_methods() -> list[str]:
     """The registered methods that explain 3-D (N,C,D,H,W) inputs."""
-    from camlab.methods.registry import METHODS
-
     return [name for name, cls in METHODS.items() if getattr(cls, "volumetric", False)]
 
 
@@ -28,7 +28,7 @@ def _check_shape(x: torch.Tensor, volumetric: bool, method: str) -> None:
             f"{tuple(x.shape)} use one of the methods that support volumes: {', '.join(volumetric_methods())}"
         )
     expected = "a 4-D (N,C,H,W) or 5-D (N,C,D,H,W)" if volumetric else "a 4-D (N,C,H,W)"
-    hint = " (add a batch dimension: x[None] or x.unsqueeze(0))" if x.ndim in (3, 4) else ""
+    hint = " (add a batch dimension: x[None] or x.unsqueeze(0))" if x.ndim == 3 else ""
     raise ValueError(f"input must be {expected} tensor, got shape {tuple(x.shape)}{hint}")
 
 

@@ -210,9 +210,10 @@ class AblationCAM(BatchedPerturbation):
     def weights(self, forward: ForwardPass) -> torch.Tensor:
         n, k = forward.activations.shape[:2]
         targets = forward.per_image_targets()
+        activations = forward.activations.to(forward.inputs.dtype)  # back to a float16 model's dtype
         with tqdm(total=n * k, desc="Ablation-CAM", unit="channel", disable=not self.progress, leave=False) as bar:
             ablation = ChannelAblation(self.model, self.layer, self.batch_size, bar)
-            drops = [forward.scores[i] - ablation.scores(forward.inputs[i:i + 1].detach(), forward.activations[i:i + 1],
+            drops = [forward.scores[i] - ablation.scores(forward.inputs[i:i + 1].detach(), activations[i:i + 1],
                                                          targets[i], forward.scores[i]) for i in range(n)]
         drops = torch.stack(drops).to(forward.activations.dtype)
         original = forward.scores[:, None].to(drops.dtype)

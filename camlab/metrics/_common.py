@@ -28,7 +28,7 @@ def saliency(maps) -> torch.Tensor:
     the largest absolute value over the colour channels, the usual 2-D view of a gradient image (Simonyan et al.,
     2014). Values are not rescaled: every metric here depends on the order of the values or on ratios only, except
     the soft mask of :func:`~camlab.metrics.average_drop`, which rescales itself."""
-    maps = torch.as_tensor(maps).detach()
+    maps = maps.detach() if isinstance(maps, torch.Tensor) else torch.as_tensor(maps, device="cpu")
     if not maps.dtype.is_floating_point:
         maps = maps.float()
     if maps.ndim == 2:
@@ -70,8 +70,8 @@ def check_precomputed(explainer: MapSource, inputs) -> None:
         )
     if isinstance(inputs, torch.Tensor) and tuple(maps.shape[-2:]) != tuple(inputs.shape[-2:]):
         raise ValueError(
-            f"precomputed maps are {tuple(maps.shape[-2:])} but the inputs are {tuple(inputs.shape[-2:])}; give maps at "
-            "the input's resolution (explainers do this unless raw=True; or camlab.maps.upsample(maps, size))"
+            f"precomputed maps are {tuple(maps.shape[-2:])} but the inputs are {tuple(inputs.shape[-2:])}; give maps "
+            "at the input's resolution (explainers do this unless raw=True; or camlab.maps.upsample(maps, size))"
         )
 
 
@@ -171,12 +171,20 @@ def to_input(image: torch.Tensor, model: nn.Module) -> torch.Tensor:
     return image if info is None else info.normalize(image)
 
 
+def on_cpu(values) -> torch.Tensor:
+    """A tensor, an array or a list as a detached CPU tensor (host-side bookkeeping never lands on
+    ``torch.set_default_device``'s device)."""
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu()
+    return torch.as_tensor(values, device="cpu")
+
+
 def spearman(a, b) -> float:
     """Spearman rank correlation of two maps (flattened), with average ranks for ties, in [-1, 1].
 
     A constant map has no order, so its correlation is defined here as 0.0 (scipy would give NaN)."""
-    a = np.asarray(torch.as_tensor(a).detach().cpu().double()).ravel()
-    b = np.asarray(torch.as_tensor(b).detach().cpu().double()).ravel()
+    a = np.asarray(on_cpu(a).double()).ravel()
+    b = np.asarray(on_cpu(b).double()).ravel()
     if a.shape != b.shape:
         raise ValueError(f"maps to correlate differ in size: {a.size} vs {b.size} values")
     ra, rb = rankdata(a), rankdata(b)

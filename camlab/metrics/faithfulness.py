@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from camlab.maps import safe_divide, scale
-from camlab.metrics._common import (MapSource, batches, check_precomputed, compute_maps, probabilities, saliency,
-                                    spearman, to_image, to_input)
+from camlab.metrics._common import (MapSource, batches, check_precomputed, compute_maps, on_cpu, probabilities,
+                                    saliency, spearman, to_image, to_input)
 from camlab.targets import class_indices
 
 
@@ -25,7 +25,7 @@ def pixel_order(heat: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Flat pixel indices of one (H,W) map from the highest value to the lowest; equal values come in a random
     order drawn from ``generator`` (so a flat map removes pixels in a seeded random order, not row by row)."""
     flat = heat.reshape(-1).float().cpu()
-    permutation = torch.randperm(flat.numel(), generator=generator)
+    permutation = torch.randperm(flat.numel(), generator=generator, device="cpu")
     ranked = torch.argsort(flat[permutation], descending=True, stable=True)
     return permutation[ranked]
 
@@ -172,10 +172,11 @@ def causal_curve(model: nn.Module, inputs, explainer: MapSource, target=None, *,
         heat = compute_maps(explainer, x, classes.tolist(), offset)
         base = _substrate(x, substrate, model)
         start, finish = (x, base) if mode == "deletion" else (base, x)
-        counts = torch.round(torch.arange(steps + 1, dtype=torch.float64) * (height * width) / steps).long()
+        steps_cpu = torch.arange(steps + 1, dtype=torch.float64, device="cpu")
+        counts = torch.round(steps_cpu * (height * width) / steps).long()
         for i in range(n):
-            rank = torch.empty(height * width, dtype=torch.long)
-            rank[pixel_order(heat[i], generator)] = torch.arange(height * width)
+            rank = torch.empty(height * width, dtype=torch.long, device="cpu")
+            rank[pixel_order(heat[i], generator)] = torch.arange(height * width, device="cpu")
             rank = rank.to(x.device)
             values = []
             for chunk in counts.split(batch_size):
@@ -184,14 +185,14 @@ def causal_curve(model: nn.Module, inputs, explainer: MapSource, target=None, *,
                 values.append(probabilities(model, stepped, batch_size)[:, classes[i]])
             curves.append(torch.cat(values))
         offset += n
-    fractions = torch.arange(steps + 1, dtype=torch.float64) / steps
+    fractions = torch.arange(steps + 1, dtype=torch.float64, device="cpu") / steps
     return fractions, torch.stack(curves).double().cpu()
 
 
 def auc(curves: torch.Tensor) -> torch.Tensor:
     """Area under curves sampled at equal steps over [0, 1] (trapezoid rule), per row; in [0, 1] for
     probabilities. The same formula as RISE's code: (sum - (first + last) / 2) / steps."""
-    curves = torch.as_tensor(curves, dtype=torch.float64)
+    curves = on_cpu(curves).double()
     steps = curves.shape[-1] - 1
     return (curves.sum(-1) - (curves[..., 0] + curves[..., -1]) / 2) / steps
 

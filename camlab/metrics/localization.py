@@ -15,8 +15,8 @@ from scipy import ndimage
 from torch import nn
 
 from camlab.maps import safe_divide
-from camlab.metrics._common import (MapSource, batches, check_precomputed, compute_maps, is_precomputed, probabilities,
-                                    saliency)
+from camlab.metrics._common import (MapSource, batches, check_precomputed, compute_maps, is_precomputed, on_cpu,
+                                    probabilities, saliency)
 
 #: 8-connectivity: diagonal neighbours belong to the same segment (as OpenCV's contours and skimage's default)
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -60,7 +60,7 @@ def box_from_map(maps, threshold: float = 0.15):
     single = torch.as_tensor(maps).ndim == 2
     heat = saliency(maps).cpu().numpy()
     boxes = [_box_of_one(one, threshold) for one in heat]
-    return boxes[0] if single else torch.tensor(boxes, dtype=torch.long)
+    return boxes[0] if single else torch.tensor(boxes, dtype=torch.long, device="cpu")
 
 
 def iou(box_a, box_b):
@@ -68,8 +68,8 @@ def iou(box_a, box_b):
     for integer boxes the areas are pixel counts. Broadcasts over leading dimensions of (..., 4) tensors; two
     tuples give a ``float``. Boxes with no area and no overlap give 0.0, never NaN."""
     plain = not isinstance(box_a, torch.Tensor) and not isinstance(box_b, torch.Tensor)
-    a = torch.as_tensor(box_a, dtype=torch.float64)
-    b = torch.as_tensor(box_b, dtype=torch.float64)
+    a = on_cpu(box_a).double()
+    b = on_cpu(box_b).double()
     if a.shape[-1] != 4 or b.shape[-1] != 4:
         raise ValueError(f"boxes must be (x0, y0, x1, y1), got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     width = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp_min(0)
@@ -93,7 +93,7 @@ def gt_boxes(boxes, n: int) -> list[torch.Tensor]:
     if boxes is None:
         raise ValueError("ground-truth boxes are needed (an (N,4) tensor or a list of (K,4) boxes per image)")
     if isinstance(boxes, (torch.Tensor, np.ndarray)):
-        tensor = torch.as_tensor(boxes, dtype=torch.float64)
+        tensor = on_cpu(boxes).double()
         if tensor.ndim == 1:
             tensor = tensor[None]
         if tensor.ndim == 2:
@@ -106,7 +106,7 @@ def gt_boxes(boxes, n: int) -> list[torch.Tensor]:
         raise ValueError(f"{len(per_image)} entries of boxes for {n} images")
     out = []
     for entry in per_image:
-        tensor = torch.as_tensor(entry, dtype=torch.float64).reshape(-1, 4)
+        tensor = on_cpu(entry).double().reshape(-1, 4)
         out.append(tensor)
     return out
 
@@ -128,7 +128,7 @@ def gt_masks(ground_truth, n: int, size: tuple[int, int]) -> torch.Tensor:
     """(N,H,W) bool masks from masks (bool / 0-1 (N,H,W)) or from boxes (see :func:`gt_boxes`)."""
     height, width = size
     if isinstance(ground_truth, (torch.Tensor, np.ndarray)):
-        tensor = torch.as_tensor(ground_truth)
+        tensor = on_cpu(ground_truth)
         if tensor.ndim == 2 and tuple(tensor.shape) == (height, width):
             tensor = tensor[None]
         if tensor.ndim == 3 and tuple(tensor.shape[-2:]) == (height, width) and (
@@ -141,9 +141,9 @@ def gt_masks(ground_truth, n: int, size: tuple[int, int]) -> torch.Tensor:
                 f"ground-truth masks of shape {tuple(tensor.shape)} do not match {n} maps of size {height}x{width}; "
                 "give one (H,W) mask per map at the maps' resolution (or boxes as (N,4) / (N,K,4))"
             )
-    masks = torch.zeros(n, height, width, dtype=torch.bool)
-    rows = torch.arange(height, dtype=torch.float64)[:, None]
-    cols = torch.arange(width, dtype=torch.float64)[None, :]
+    masks = torch.zeros(n, height, width, dtype=torch.bool, device="cpu")
+    rows = torch.arange(height, dtype=torch.float64, device="cpu")[:, None]
+    cols = torch.arange(width, dtype=torch.float64, device="cpu")[None, :]
     for i, boxes in enumerate(gt_boxes(ground_truth, n)):
         for x0, y0, x1, y1 in boxes.tolist():
             masks[i] |= (cols >= x0) & (cols < x1) & (rows >= y0) & (rows < y1)
@@ -190,12 +190,13 @@ def localization_error(model: nn.Module, inputs, explainer: MapSource, labels=No
         accepted, per_class = _ground_truth(batch_labels, batch_boxes, x.shape[0])
         probs = probabilities(model, x)
         ranked = probs.topk(min(max(top), probs.shape[1]), dim=1).indices
-        hit_at = torch.full((x.shape[0],), 10**9)  # the first rank at which the image is correctly localized
+        # the first rank at which the image is correctly localized
+        hit_at = torch.full((x.shape[0],), 10**9, device="cpu")
         for rank in range(ranked.shape[1]):
             classes = ranked[:, rank]
             predicted = box_from_map(compute_maps(explainer, x, classes.tolist(), total), threshold).double()
             hits = _localized(predicted, classes.tolist(), accepted, per_class, iou_threshold)
-            hit_at = torch.where(hits & (hit_at > rank), torch.tensor(rank), hit_at)
+            hit_at = torch.where(hits & (hit_at > rank), rank, hit_at)
         for k in top:
             correct[k] += int((hit_at < k).sum())
         if not precomputed:
@@ -214,7 +215,7 @@ def _ground_truth(batch_labels, batch_boxes, n: int) -> tuple[list[set[int]], li
     """Per image: the accepted classes and ``{class: (M,4) boxes}``, from per-image ``{class: boxes}`` dicts or
     from labels plus boxes."""
     if isinstance(batch_boxes, (list, tuple)) and batch_boxes and all(isinstance(b, dict) for b in batch_boxes):
-        per_class = [{int(c): torch.as_tensor(v, dtype=torch.float64).reshape(-1, 4) for c, v in b.items()}
+        per_class = [{int(c): on_cpu(v).double().reshape(-1, 4) for c, v in b.items()}
                      for b in batch_boxes]
         if len(per_class) != n:
             raise ValueError(f"{len(per_class)} entries of boxes for {n} images")
@@ -229,7 +230,7 @@ def _localized(predicted: torch.Tensor, classes: list[int], accepted, per_class,
     """(N,) bool: image i's class is accepted and its predicted box overlaps a box of that class enough."""
     return torch.tensor([classes[i] in accepted[i] and classes[i] in per_class[i]
                          and float(iou(predicted[i][None], per_class[i][classes[i]]).max()) >= iou_threshold
-                         for i in range(len(classes))], dtype=torch.bool)
+                         for i in range(len(classes))], dtype=torch.bool, device="cpu")
 
 
 # --- pointing game ----------------------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def localization_sweep(maps, boxes, thresholds: Sequence[float] = DEFAULT_THRESH
         raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
     heat = saliency(maps)
     truth = gt_boxes(boxes, heat.shape[0])
-    correct = torch.zeros(len(thresholds), heat.shape[0], dtype=torch.bool)
+    correct = torch.zeros(len(thresholds), heat.shape[0], dtype=torch.bool, device="cpu")
     for k, t in enumerate(thresholds):
         predicted = box_from_map(heat, t).double()
         for i, gt in enumerate(truth):
