@@ -94,6 +94,8 @@ class LayerMethod(Explainer):
     uses_gradients: ClassVar[bool] = True
     #: whether ``layer`` may be a list of layers (then :meth:`fuse` combines their maps)
     multi_layer: ClassVar[bool] = False
+    #: whether the map depends on ``target`` (Eigen-CAM's does not: its pass never reads the model's output)
+    uses_target: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module, layer=None, *, relu: bool = True):
         super().__init__(model)
@@ -147,7 +149,8 @@ class LayerMethod(Explainer):
     def forward_pass(self, x: torch.Tensor, target: Target) -> ForwardPass:
         """One forward pass with the layers' activations captured and, if the method uses them, the gradients
         of the target score with respect to those activations only (nothing below the layers builds a graph)."""
-        return capture(self.model, x, target, self.resolve_layers(x), differentiable=self.uses_gradients)
+        return capture(self.model, x, target, self.resolve_layers(x), differentiable=self.uses_gradients,
+                       scored=self.uses_target)
 
     def weights(self, forward: ForwardPass) -> torch.Tensor:
         """(N,K) channel weights or (N,K,h,w) per-position weights for one layer (``forward.activations``)."""
@@ -199,11 +202,11 @@ class InputMethod(Explainer):
         with torch.inference_mode(False), torch.enable_grad():
             inputs = x.detach().clone().requires_grad_(True)
             if mode is None:
-                logits = self.model(inputs)
+                output = self.model(inputs)
             else:
                 with mode:
-                    logits = self.model(inputs)
-            target_scores = scores(logits, target)
+                    output = self.model(inputs)
+            target_scores = scores(output, target, n=x.shape[0])
             if not target_scores.requires_grad:
                 raise RuntimeError("the target score does not depend on the input")
             (gradient,) = torch.autograd.grad(target_scores.sum(), inputs)

@@ -21,10 +21,12 @@ class EigenCAM(LayerMethod):
     Sign convention: an SVD's singular vectors are defined only up to sign, so :math:`v_1` is flipped if needed to
     make the projection correlate positively with the channel-mean activation map,
     :math:`\langle O v_1, O \mathbf{1}/K \rangle \ge 0` (ties: :math:`\sum_k v_{1k} \ge 0`): the map never flips at
-    random. The map does not depend on ``target``, which is ignored (Eigen-CAM is not class-discriminative).
+    random. The map does not depend on ``target``, which is ignored (Eigen-CAM is not class-discriminative): the
+    model's output is never read, so it may be anything (a detector's list of dicts, a dict, ...).
     """
 
     uses_gradients = False
+    uses_target = False
 
     def weights(self, forward: ForwardPass) -> torch.Tensor:
         activations = forward.activations
