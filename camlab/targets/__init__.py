@@ -43,8 +43,8 @@ __all__ = ["BinaryTarget", "ClassTarget", "DetectionTarget", "EmbeddingTarget", 
            "batch_size", "class_indices", "detach", "fixed", "is_score_function", "logits_of", "per_image",
            "probabilities_of", "scores", "split"]
 
-_KINDS = ("target must be None, a class index (int), a callable output -> (N,) scores (e.g. a target object from "
-          "camlab.targets), or a list with one of those per image")
+_KINDS = ("target must be None, an integer class index, a callable output -> (N,) scores (e.g. a target object "
+          "from camlab.targets), or a sequence with one of those per image")
 
 
 def is_score_function(target) -> bool:
@@ -56,7 +56,13 @@ def _item(item):
     """One image's target in a per-image list: a class index (int) or a callable."""
     if is_score_function(item):
         return item
-    return item.category if isinstance(item, ClassTarget) else as_index(item)
+    if isinstance(item, ClassTarget):
+        return item.category
+    try:
+        return as_index(item)
+    except TypeError as error:
+        raise TypeError(f"target must hold integer class indices or callables, one per image; got "
+                        f"{type(item).__name__} {item!r}") from error
 
 
 def _resolve(target) -> tuple[str, Any]:
@@ -67,9 +73,7 @@ def _resolve(target) -> tuple[str, Any]:
         return "index", target.category
     if is_score_function(target):
         return "function", target
-    if isinstance(target, (torch.Tensor, np.ndarray)) and target.ndim == 1:
-        return "list", [as_index(value) for value in target]
-    if isinstance(target, (list, tuple)):
+    if isinstance(target, (list, tuple)) or isinstance(target, (torch.Tensor, np.ndarray)) and target.ndim == 1:
         return "list", [_item(item) for item in target]
     if isinstance(target, (torch.Tensor, np.ndarray)) and target.ndim > 1:
         raise TypeError(f"{_KINDS}; got a tensor of shape {tuple(target.shape)}")
@@ -81,7 +85,8 @@ def _resolve(target) -> tuple[str, Any]:
 
 def _checked_length(items: list, n: int | None) -> list:
     if n is not None and len(items) != n:
-        raise ValueError(f"target has {len(items)} entries but the batch has {n} images; give one per image "
+        what = "targets" if any(callable(item) for item in items) else "class indices"
+        raise ValueError(f"target has {len(items)} {what} but the batch has {n} images; give one per image "
                          "(or a single target for all)")
     return items
 
