@@ -43,8 +43,8 @@ __all__ = ["BinaryTarget", "ClassTarget", "DetectionTarget", "EmbeddingTarget", 
            "batch_size", "class_indices", "detach", "fixed", "is_score_function", "logits_of", "per_image",
            "probabilities_of", "scores", "split"]
 
-_KINDS = ("target must be None, an integer class index, a callable output -> (N,) scores (e.g. a target object "
-          "from camlab.targets), or a sequence with one of those per image")
+_KINDS = ("(a target is None, an integer class index, a callable output -> (N,) scores such as a target object "
+          "from camlab.targets, or a sequence with one of those per image)")
 
 
 def is_score_function(target) -> bool:
@@ -62,7 +62,7 @@ def _item(item):
         return as_index(item)
     except TypeError as error:
         raise TypeError(f"target must hold integer class indices or callables, one per image; got "
-                        f"{type(item).__name__} {item!r}") from error
+                        f"{type(item).__name__} {item}") from error
 
 
 def _resolve(target) -> tuple[str, Any]:
@@ -76,11 +76,11 @@ def _resolve(target) -> tuple[str, Any]:
     if isinstance(target, (list, tuple)) or isinstance(target, (torch.Tensor, np.ndarray)) and target.ndim == 1:
         return "list", [_item(item) for item in target]
     if isinstance(target, (torch.Tensor, np.ndarray)) and target.ndim > 1:
-        raise TypeError(f"{_KINDS}; got a tensor of shape {tuple(target.shape)}")
+        raise TypeError(f"target must not be a tensor of shape {tuple(target.shape)} {_KINDS}")
     try:
         return "index", as_index(target)
     except TypeError as error:
-        raise TypeError(f"{_KINDS}; got {type(target).__name__} {target!r}") from error
+        raise TypeError(f"{error} {_KINDS}") from error
 
 
 def _checked_length(items: list, n: int | None) -> list:

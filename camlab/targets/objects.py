@@ -32,7 +32,7 @@ def as_index(value, what: str = "target") -> int:
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]  # a numpy scalar, checked below
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{what} must be an integer class index, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{what} must be an integer class index, got {type(value).__name__} {value}")
     return int(value)
 
 
