@@ -148,8 +148,8 @@ class SegmentationTarget:
         if self.mask.ndim not in (2, 3) or self.mask.is_complex():
             raise ValueError(f"mask must be a real (H,W) or (N,H,W) array, got shape {tuple(self.mask.shape)}")
 
-    def __call__(self, output) -> torch.Tensor:
-        dense = dense_of(output)
+    def _mask(self, dense: torch.Tensor) -> torch.Tensor:
+        """The mask as (1 or N, H, W), checked against the (N,K,H,W) scores and the category."""
         n, k, h, w = dense.shape
         if not 0 <= self.category < k:
             raise ValueError(f"category {self.category} is outside the output's {k} classes (valid: 0..{k - 1})")
@@ -157,7 +157,22 @@ class SegmentationTarget:
         if tuple(mask.shape[-2:]) != (h, w) or mask.shape[0] not in (1, n):
             raise ValueError(f"mask of shape {tuple(self.mask.shape)} does not fit the output's {n} maps of "
                              f"{h}x{w}: give an (H,W) mask or one per image (N,H,W) at the output's resolution")
-        return (dense[:, self.category] * mask.to(dense)).flatten(1).sum(dim=1)
+        return mask
+
+    def __call__(self, output) -> torch.Tensor:
+        dense = dense_of(output)
+        return (dense[:, self.category] * self._mask(dense).to(dense)).flatten(1).sum(dim=1)
+
+    def probability(self, output) -> torch.Tensor:
+        """The class's mean softmax probability over the mask, :math:`\sum_{ij} M_{ij}\, p_{c,ij} / \sum_{ij} M_{ij}`
+        with :math:`p_{\cdot,ij} = \mathrm{softmax}(S_{\cdot,ij})` over the classes (Score-CAM's probability form);
+        0 for an empty mask."""
+        dense = dense_of(output)
+        mask = self._mask(dense).to(dense).expand(dense.shape[0], -1, -1)
+        probabilities = dense.softmax(dim=1) if dense.shape[1] > 1 else dense.sigmoid()
+        summed = (probabilities[:, self.category] * mask).flatten(1).sum(dim=1)
+        total = mask.flatten(1).sum(dim=1)
+        return torch.where(total != 0, summed / torch.where(total != 0, total, 1), torch.zeros_like(summed))
 
     def for_image(self, index: int) -> SegmentationTarget:
         """The target of image ``index`` alone (its own mask when there is one per image)."""
