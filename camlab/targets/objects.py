@@ -164,7 +164,7 @@ class SegmentationTarget:
         return (dense[:, self.category] * self._mask(dense).to(dense)).flatten(1).sum(dim=1)
 
     def probability(self, output) -> torch.Tensor:
-        """The class's mean softmax probability over the mask, :math:`\sum_{ij} M_{ij}\, p_{c,ij} / \sum_{ij} M_{ij}`
+        r"""The class's mean softmax probability over the mask, :math:`\sum_{ij} M_{ij}\, p_{c,ij} / \sum_{ij} M_{ij}`
         with :math:`p_{\cdot,ij} = \mathrm{softmax}(S_{\cdot,ij})` over the classes (Score-CAM's probability form);
         0 for an empty mask."""
         dense = dense_of(output)
