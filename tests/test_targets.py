@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from pytorch_grad_cam.utils.model_targets import FasterRCNNBoxScoreTarget, SemanticSegmentationTarget
-from torch import nn
 
 import camlab
 from camlab.targets import (BinaryTarget, ClassTarget, DetectionTarget, EmbeddingTarget, SegmentationTarget,

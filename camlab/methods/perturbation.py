@@ -65,8 +65,17 @@ class ScoreCAM(BatchedPerturbation):
     experiments and the one the course derives (its weights do not collapse onto one channel when a layer has
     hundreds of channels).
 
-    With a callable ``target`` its value on the masked input's output is the score: the weight itself for
-    ``"probability"``, :math:`f^c` for ``"paper"``. A channel whose upsampled activation is constant (max = min,
+    Targets (:mod:`camlab.targets`): a target object with a ``probability`` gives that probability as the weight in
+    the ``"probability"`` form and its score as :math:`f^c` in the ``"paper"`` form: :class:`~camlab.targets.BinaryTarget`
+    :math:`\sigma(\pm z)` and :math:`\pm z`, :class:`~camlab.targets.SegmentationTarget` the class's mean
+    probability over the mask and its summed scores. Any other callable's value on the masked input's output is the
+    score in both forms: the weight itself for ``"probability"``, :math:`f^c` for ``"paper"``. For a single-logit
+    model the paper's :math:`f^c` is the logit :math:`z` for the positive class (index 0, ``BinaryTarget()``) and
+    :math:`-z` for the negative one (``BinaryTarget(positive=False)``): the class's log-odds, i.e. its logit minus the
+    other's in the equivalent two-class model with logits :math:`(0, z)`; that difference is all the model defines
+    (a softmax does not change when every logit moves by the same amount). Image i's target scores image i's masked
+    copies only; a single callable given for several images must be row-wise (checked, see
+    :func:`camlab.targets.per_image`). A channel whose upsampled activation is constant (max = min,
     e.g. all zero after a ReLU) has no mask (0/0); the authors' code skips it (``continue``), so its weight is 0 here
     and it takes no part in the softmax over channels. Channels with identical activations share one forward pass
     (their weights are equal; each counts in the softmax). The map is summed and rectified at the layer's
