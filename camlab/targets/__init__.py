@@ -1,4 +1,7 @@
-"""What a ``target`` may be, turned into one score per image; and the target objects.
+"""What a ``target`` may be, turned into one differentiable score per image.
+
+Also home of the target objects (:mod:`camlab.targets.objects`) and of the helpers for model outputs of any
+structure (:mod:`camlab.targets.outputs`).
 
 ``target`` is one of:
 
