@@ -13,7 +13,7 @@ from pytorch_grad_cam.utils.model_targets import FasterRCNNBoxScoreTarget, Seman
 
 import camlab
 from camlab.targets import (BinaryTarget, ClassTarget, DetectionTarget, EmbeddingTarget, SegmentationTarget,
-                            per_image, scores)
+                            per_image, probabilities_of, scores)
 from tests.test_methods_state import tiny_net
 from tests.test_scorecam_forms import X, identity_layer_net, scorecam
 
@@ -75,6 +75,17 @@ def test_segmentation_target_sums_the_class_scores_over_the_mask():
         SegmentationTarget(2, diagonal)(dense)
     with pytest.raises(ValueError, match=r"dense \(N, classes, H, W\) scores"):
         SegmentationTarget(0, diagonal)(torch.zeros(1, 3))
+
+
+def test_segmentation_probability_is_the_mean_class_probability_over_the_mask():
+    """Class 1's scores [[0, ln3], [0, 0]] against class 0's zeros: p_1 = [[1/2, 3/4], [1/2, 1/2]]; over the top row
+    (1/2 + 3/4) / 2 = 5/8; an empty mask gives 0. Score-CAM's probability form uses it (raw summed logits as weights
+    can be negative and large: see NOTES-targets.md for what that did to lab_seg's maps)."""
+    dense = torch.stack([torch.zeros(2, 2), torch.tensor([[0.0, math.log(3)], [0.0, 0.0]])])[None]
+    top_row = torch.tensor([[1, 1], [0, 0]], dtype=torch.bool)
+    assert torch.allclose(SegmentationTarget(1, top_row).probability({"out": dense}), torch.tensor([0.625]))
+    assert torch.allclose(probabilities_of(dense, SegmentationTarget(1, top_row)), torch.tensor([0.625]))
+    assert torch.equal(SegmentationTarget(1, torch.zeros(2, 2)).probability(dense), torch.zeros(1))
 
 
 def detections(scores=(0.9, 0.8, 0.7)) -> dict:
@@ -214,6 +225,3 @@ def test_float_and_bool_targets_are_refused_not_truncated(target, message):
     with pytest.raises(TypeError, match=message):
         camlab.GradCAM(tiny_net().eval(), layer="features.4")(x_batch(), target=target)
 
-
-def test_math_is_right():  # keeps the `math` import honest for the hand-derived values above
-    assert math.isclose(torch.sigmoid(torch.tensor(math.log(3))).item(), 0.75, rel_tol=1e-6)
