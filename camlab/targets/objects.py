@@ -161,7 +161,8 @@ class SegmentationTarget:
 
     def __call__(self, output) -> torch.Tensor:
         dense = dense_of(output)
-        return (dense[:, self.category] * self._mask(dense).to(dense)).flatten(1).sum(dim=1)
+        mask = self._mask(dense).to(dense)
+        return (dense[:, self.category] * mask).flatten(1).sum(dim=1)
 
     def probability(self, output) -> torch.Tensor:
         r"""The class's mean softmax probability over the mask, :math:`\sum_{ij} M_{ij}\, p_{c,ij} / \sum_{ij} M_{ij}`
