@@ -12,7 +12,9 @@ segmentation's ``{"out": ...}``), a dataclass or a Hugging Face ``ModelOutput``,
   image becomes ``[output[i]]``, everything else is kept).
 
 A *list* whose items are all dicts is read as one dict per image (torchvision's detection models); a *tuple* is read
-as several outputs of the whole batch (``(logits, features)``).
+as several outputs of the whole batch (``(logits, features)``). Any other object is kept whole: class indices read
+its ``logits`` attribute and callables receive it as it is, but it cannot be split per image (a per-image list of
+callables needs one of the structures above).
 """
 from __future__ import annotations
 
