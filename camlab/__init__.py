@@ -15,6 +15,7 @@ from camlab.methods import __all__ as _method_names
 from camlab.modelinfo import ModelInfo
 from camlab.models import imagenet_labels, list_models, load_model
 from camlab.preprocessing import preprocess, unnormalize
+from camlab.targets import BinaryTarget, ClassTarget, DetectionTarget, EmbeddingTarget, SegmentationTarget
 from camlab.viz import overlay, show
 
 __version__ = "0.1.0"
@@ -22,5 +23,6 @@ __version__ = "0.1.0"
 __all__ = [
     "build", "explain", "get_method", "list_images", "load_image", "scale", "upsample", "METHODS", "ModelInfo",
     "imagenet_labels", "layers", "list_models", "load_model", "predict", "preprocess", "unnormalize",
-    "overlay", "show", *_method_names,
+    "overlay", "show", "BinaryTarget", "ClassTarget", "DetectionTarget", "EmbeddingTarget", "SegmentationTarget",
+    *_method_names,
 ]

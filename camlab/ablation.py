@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from camlab.targets import scores
+from camlab.targets import batch_size, scores
 
 
 class ChannelAblation:
@@ -40,12 +40,12 @@ class ChannelAblation:
         inputs = image if broadcast else image.expand(len(ablated), *image.shape[1:])
         handle = self.layer.register_forward_hook(replace)
         try:
-            logits = self.model(inputs)
+            output = self.model(inputs)
         finally:
             handle.remove()
-        if logits.shape[0] != len(ablated):
-            raise RuntimeError(f"the model returned {logits.shape[0]} outputs for {len(ablated)} ablated copies")
-        return scores(logits, target)
+        if batch_size(output) != len(ablated):
+            raise RuntimeError(f"the model returned {batch_size(output)} outputs for {len(ablated)} ablated copies")
+        return scores(output, target)
 
     def _checked(self, image, activation, batch, target, original) -> torch.Tensor:
         """The first batch, with one unablated copy in front whose score decides whether broadcasting works."""

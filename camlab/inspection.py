@@ -10,16 +10,18 @@ from camlab.hooks import preserved_state, trace_layers
 from camlab.methods.checks import check_model_input
 from camlab.modelinfo import dummy_input
 from camlab.preprocessing import model_info
+from camlab.targets import logits_of
 
 
 def predict(model: nn.Module, x: torch.Tensor, k: int = 5) -> list[list[tuple[int, str, float]]]:
-    """Top-``k`` predictions per image: ``[(class index, label, softmax probability), ...]``. The model runs in eval
-    mode and comes back with every submodule's own mode (:func:`camlab.hooks.preserved_state`); an input on another
-    device or with another dtype than the model is refused first."""
+    """Top-``k`` predictions per image: ``[(class index, label, softmax probability), ...]`` (the logits found in the
+    output as for class-index targets, :func:`camlab.targets.logits_of`). The model runs in eval mode and comes back
+    with every submodule's own mode (:func:`camlab.hooks.preserved_state`); an input on another device or with
+    another dtype than the model is refused first."""
     labels = model_info(model).labels
     check_model_input(model, x)
     with preserved_state(model), torch.no_grad():
-        probabilities = model(x).softmax(dim=1)
+        probabilities = logits_of(model(x)).softmax(dim=1)
     top = probabilities.topk(k, dim=1)
     return [[(int(i), labels[int(i)], float(p)) for p, i in zip(ps, idx)] for ps, idx in zip(top.values, top.indices)]
 

@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from camlab.targets.outputs import dense_of
+
 
 class DenseLogits(nn.Module):
     r"""A GAP + linear classifier as a fully convolutional one: the linear layer applied at every position of the
@@ -68,9 +70,8 @@ def region_target(class_index, box, input_size: tuple[int, int] | None = None) -
         raise ValueError(f"a box is empty (need x1 > x0 and y1 > y0): {boxes.tolist()}")
     classes = torch.as_tensor(class_index, dtype=torch.long).reshape(-1)
 
-    def target(output: torch.Tensor) -> torch.Tensor:
-        if output.ndim != 4:
-            raise ValueError(f"region_target needs a dense (N, classes, h, w) output, got shape {tuple(output.shape)}")
+    def target(output) -> torch.Tensor:
+        output = dense_of(output)  # the tensor, torchvision's {"out": ...}, or a logits field; (N, classes, h, w)
         n, _, h, w = output.shape
         for name, value in (("boxes", boxes), ("class indices", classes)):
             if len(value) not in (1, n):

@@ -81,6 +81,8 @@ class LayerMethod(Explainer):
     uses_gradients: ClassVar[bool] = True
     #: whether ``layer`` may be a list of layers (then :meth:`fuse` combines their maps)
     multi_layer: ClassVar[bool] = False
+    #: whether the map depends on ``target`` (Eigen-CAM's does not: its pass never reads the model's output)
+    uses_target: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module, layer=None, *, relu: bool = True):
         super().__init__(model)
@@ -138,7 +140,8 @@ class LayerMethod(Explainer):
         Activations with NaN or inf raise a ``ValueError``. Float16 / bfloat16 activations and gradients are
         handed to the method in float32 (a weighted sum over hundreds of channels overflows float16's 65504), so the
         maps of a half-precision model are float32."""
-        forward = capture(self.model, x, target, self.resolve_layers(x), differentiable=self.uses_gradients)
+        forward = capture(self.model, x, target, self.resolve_layers(x), differentiable=self.uses_gradients,
+                          scored=self.uses_target)
         for layer in forward.layers:
             check_finite(layer.activations, f"the activations of layer {layer.name!r}")
         if forward.layers[0].activations.dtype not in LOW_PRECISION:
@@ -198,11 +201,11 @@ class InputMethod(Explainer):
         with torch.inference_mode(False), torch.enable_grad():
             inputs = x.detach().clone().requires_grad_(True)
             if mode is None:
-                logits = self.model(inputs)
+                output = self.model(inputs)
             else:
                 with mode:
-                    logits = self.model(inputs)
-            target_scores = scores(logits, target)
+                    output = self.model(inputs)
+            target_scores = scores(output, target, n=x.shape[0])
             if not target_scores.requires_grad:
                 raise RuntimeError("the target score does not depend on the input")
             (gradient,) = torch.autograd.grad(target_scores.sum(), inputs)

@@ -13,9 +13,10 @@ class RandomCAM(LayerMethod):
     local ``torch.Generator`` seeded with ``seed`` (the global RNG is untouched; the same seed gives the same map).
     A baseline for the metrics and sanity checks (Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018,
     https://arxiv.org/abs/1810.03292): a method that scores no better than this explains nothing about the class.
-    ``target`` is ignored."""
+    ``target`` is ignored (the model's output is never read)."""
 
     uses_gradients = False
+    uses_target = False
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True, seed: int = 0):
         super().__init__(model, layer, relu=relu)

@@ -6,6 +6,16 @@ from torch import nn
 
 from camlab.hooks import preserved_state
 from camlab.methods.base import ForwardPass, LayerMethod, dummy_input, register
+from camlab.targets import logits_of
+
+
+def _is_logits(linear_output: torch.Tensor, output) -> bool:
+    """Whether a linear layer's output is the model's logits (:func:`camlab.targets.logits_of` of its output)."""
+    try:
+        logits = logits_of(output)
+    except TypeError:
+        return False
+    return linear_output.shape == logits.shape and torch.allclose(linear_output, logits, rtol=1e-4, atol=1e-5)
 
 
 @register("cam")
@@ -52,7 +62,7 @@ class CAM(LayerMethod):
                     lambda m, i, o: linear_io.__setitem__(m, (i[0].detach(), o.detach()))))
         try:
             with preserved_state(self.model), torch.no_grad():
-                logits = self.model(x)
+                output = self.model(x)
         finally:
             for handle in handles:
                 handle.remove()
@@ -62,8 +72,7 @@ class CAM(LayerMethod):
                 pooled is not None
                 and inputs.reshape(pooled.shape[0], -1).shape == pooled.shape
                 and torch.allclose(inputs.reshape(pooled.shape), pooled, rtol=1e-4, atol=1e-5)
-                and outputs.shape == logits.shape
-                and torch.allclose(outputs, logits, rtol=1e-4, atol=1e-5)
+                and _is_logits(outputs, output)
             ):
                 return linear
         raise ValueError(

@@ -21,11 +21,13 @@ class EigenCAM(LayerMethod):
     Sign convention: an SVD's singular vectors are defined only up to sign, so :math:`v_1` is flipped if needed to
     make the projection correlate positively with the channel-mean activation map,
     :math:`\langle O v_1, O \mathbf{1}/K \rangle \ge 0` (ties: :math:`\sum_k v_{1k} \ge 0`): the map never flips at
-    random. The map does not depend on ``target``, which is ignored (Eigen-CAM is not class-discriminative). For a
-    3-D input the rows of :math:`O` are the (d x h x w) positions.
+    random. The map does not depend on ``target``, which is ignored (Eigen-CAM is not class-discriminative): the
+    model's output is never read, so it may be anything (a detector's list of dicts, a dict, ...). For a 3-D input
+    the rows of :math:`O` are the (d x h x w) positions.
     """
 
     uses_gradients = False
+    uses_target = False
     volumetric = True
 
     def weights(self, forward: ForwardPass) -> torch.Tensor:

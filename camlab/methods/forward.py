@@ -9,12 +9,13 @@ so single- and multi-layer methods read ``forward.activations`` / ``forward.grad
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import nn
 
 from camlab.hooks import ActivationCapture
-from camlab.targets import Target, class_indices, fixed, per_image, scores
+from camlab.targets import Target, class_indices, detach, fixed, logits_of, per_image, scores
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,16 @@ class ForwardPass:
     """What one forward (and, for gradient methods, backward) pass gives a method."""
 
     inputs: torch.Tensor       # (N,C,H,W) model input
-    logits: torch.Tensor       # model output, detached
-    scores: torch.Tensor       # (N,) target score per image, detached
+    output: Any                # the model's output as it returned it (tensor, tuple, dict, ...), tensors detached
+    scores: torch.Tensor | None  # (N,) target score per image, detached; None for methods that ignore the target
     target: Target             # as the caller gave it
     layers: tuple[LayerOutput, ...]  # in the order the layers were given
     order: tuple[int, ...] = (0,)    # indices into ``layers`` in the order the layers ran (the last is the deepest)
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """The class logits in the output (:func:`camlab.targets.logits_of`; an error for an output without)."""
+        return logits_of(self.output)
 
     def _single(self) -> LayerOutput:
         if len(self.layers) != 1:
@@ -63,16 +69,16 @@ class ForwardPass:
 
     def class_indices(self) -> torch.Tensor:
         """(N,) the class explained in each image (for an index-like target; ``None`` = the top-1 class)."""
-        return class_indices(self.logits, self.target)
+        return class_indices(self.output, self.target)
 
     def fixed_target(self) -> Target:
         """The target with ``None`` resolved to this pass's classes (a callable stays as it is), for further passes
         on changed inputs that must explain the same classes."""
-        return fixed(self.logits, self.target)
+        return fixed(self.output, self.target)
 
     def per_image_targets(self) -> list:
-        """Each image's own target: its class index, or the caller's callable."""
-        return per_image(self.logits, self.target)
+        """Each image's own target: its class index or callable (:func:`camlab.targets.per_image`)."""
+        return per_image(self.output, self.target)
 
 
 def check_feature_map(name: str, activations: torch.Tensor, ndim: int = 4) -> None:
@@ -96,21 +102,24 @@ def _gradients(target_scores: torch.Tensor, activations: list[torch.Tensor], nam
 
 
 def capture(model: nn.Module, x: torch.Tensor, target: Target, layers: list[tuple[str, nn.Module]],
-            differentiable: bool) -> ForwardPass:
+            differentiable: bool, scored: bool = True) -> ForwardPass:
     """Run ``model`` on ``x`` with the ``(name, module)`` ``layers`` captured, starting with grad mode off so that only
     the layers after the first captured one build a graph; with ``differentiable`` also the gradients of the target
-    score with respect to the captured activations. Works inside ``torch.inference_mode()`` (the input is copied out
-    of it). The caller restores the model's state (:func:`camlab.hooks.preserved_state`)."""
+    score with respect to the captured activations. ``scored=False`` (a method that ignores the target) never reads
+    the model's output. Works inside ``torch.inference_mode()`` (the input is copied out of it). The caller restores
+    the model's state (:func:`camlab.hooks.preserved_state`)."""
     names = [name for name, _ in layers]
     with torch.inference_mode(False), ActivationCapture([m for _, m in layers], differentiable) as hooks:
         if x.is_inference():
             x = x.clone()
         torch.set_grad_enabled(False)
-        logits = model(x)
+        output = model(x)
         activations = hooks.activations
-        target_scores = scores(logits, target)
+        target_scores = scores(output, target, n=x.shape[0]) if scored or differentiable else None
         gradients = _gradients(target_scores, activations, names) if differentiable else [None] * len(layers)
     for name, activation in zip(names, activations):
         check_feature_map(name, activation, x.ndim)
     outputs = tuple(LayerOutput(name, a.detach(), g) for name, a, g in zip(names, activations, gradients))
-    return ForwardPass(x, logits.detach(), target_scores.detach(), target, outputs, tuple(hooks.order))
+    detached = None if target_scores is None else target_scores.detach()
+    output = detach(output) if target_scores is not None else output  # untouched where the target is ignored
+    return ForwardPass(x, output, detached, target, outputs, tuple(hooks.order))

@@ -12,14 +12,7 @@ from camlab.maps import safe_divide, upsample
 from camlab.methods._calibrate import cache_key, run_in_batches
 from camlab.methods._fold import folded_copy
 from camlab.methods.base import Explainer, ForwardPass, LayerMethod, register
-from camlab.targets import Target
-from camlab.targets import is_score_function as _is_callable_target
-from camlab.targets import per_image, scores
-
-
-def _per_image_target(forward: ForwardPass, index: int):
-    """The target for image ``index`` alone: its class index, or the caller's callable."""
-    return forward.per_image_targets()[index]
+from camlab.targets import Target, per_image, probabilities_of, scores
 
 
 class BatchedPerturbation(LayerMethod):
@@ -72,8 +65,17 @@ class ScoreCAM(BatchedPerturbation):
     experiments and the one the course derives (its weights do not collapse onto one channel when a layer has
     hundreds of channels).
 
-    With a callable ``target`` its value on the masked input's output is the score: the weight itself for
-    ``"probability"``, :math:`f^c` for ``"paper"``. A channel whose upsampled activation is constant (max = min,
+    Targets (:mod:`camlab.targets`): a target object with a ``probability`` gives that probability as the weight in
+    the ``"probability"`` form and its score as :math:`f^c` in the ``"paper"`` form: :class:`~camlab.targets.BinaryTarget`
+    :math:`\sigma(\pm z)` and :math:`\pm z`, :class:`~camlab.targets.SegmentationTarget` the class's mean
+    probability over the mask and its summed scores. Any other callable's value on the masked input's output is the
+    score in both forms: the weight itself for ``"probability"``, :math:`f^c` for ``"paper"``. For a single-logit
+    model the paper's :math:`f^c` is the logit :math:`z` for the positive class (index 0, ``BinaryTarget()``) and
+    :math:`-z` for the negative one (``BinaryTarget(positive=False)``): the class's log-odds, i.e. its logit minus the
+    other's in the equivalent two-class model with logits :math:`(0, z)`; that difference is all the model defines
+    (a softmax does not change when every logit moves by the same amount). Image i's target scores image i's masked
+    copies only; a single callable given for several images must be row-wise (checked, see
+    :func:`camlab.targets.per_image`). A channel whose upsampled activation is constant (max = min,
     e.g. all zero after a ReLU) has no mask (0/0); the authors' code skips it (``continue``), so its weight is 0 here
     and it takes no part in the softmax over channels. Channels with identical activations share one forward pass
     (their weights are equal; each counts in the softmax). The map is summed and rectified at the layer's
@@ -120,22 +122,19 @@ class ScoreCAM(BatchedPerturbation):
                               include_self=False)
         return varying, varying[first], inverse
 
-    def _score(self, logits, target) -> torch.Tensor:
-        """The per-mask score: the callable's value, else the probability (sigmoid for a single output) or, for
-        ``"paper"``, the logit."""
-        if _is_callable_target(target):
-            return scores(logits, target)
+    def _score(self, output, target) -> torch.Tensor:
+        """The per-mask score: for ``"paper"`` the target's logit (a callable's value), else its probability
+        (:func:`camlab.targets.probabilities_of`: softmax, the sigmoid of a single logit, a target object's
+        ``probability``, or a plain callable's value)."""
         if self.weighting == "paper":
-            return logits[:, target]
-        if logits.shape[1] == 1:
-            return logits[:, target].sigmoid()
-        return logits.softmax(dim=1)[:, target]
+            return scores(output, target)
+        return probabilities_of(output, target)
 
     def _scoring_model(self, forward: ForwardPass) -> nn.Module:
         """The model the masked inputs run through: the BatchNorm-folded private copy when allowed and faithful."""
-        if self.fold and isinstance(forward.logits, torch.Tensor):
+        if self.fold and isinstance(forward.output, torch.Tensor):
             example = forward.inputs[:1].detach()
-            twin = folded_copy(self.model, example, forward.logits[:1])
+            twin = folded_copy(self.model, example, forward.output[:1])
             if twin is not None:
                 return twin
         return self.model
@@ -173,12 +172,13 @@ class ScoreCAM(BatchedPerturbation):
         weights = torch.zeros(n, k, dtype=activations.dtype, device=activations.device)
         work = [self._distinct_channels(activations[i]) for i in range(n)]
         total = sum(len(representatives) for _, representatives, _ in work)
+        targets = forward.per_image_targets()  # image i's target, scored on image i's masked copies only
         with torch.inference_mode(), tqdm(total=total, desc="Score-CAM", unit="mask", disable=not self.progress,
                                           leave=False) as bar:
             model = self._scoring_model(forward) if total else self.model
             for i, (varying, representatives, inverse) in enumerate(work):
                 unique_scores = self._masked_scores(model, x[i:i + 1], activations[i, representatives],
-                                                    _per_image_target(forward, i), bar)
+                                                    targets[i], bar)
                 channel_scores = unique_scores[inverse]
                 if self.weighting == "paper":
                     channel_scores = channel_scores.softmax(dim=0)
@@ -258,9 +258,9 @@ class Occlusion(Explainer):
                      for left in self._starts(width, pw, self.stride)]
         with torch.inference_mode():
             x = x.detach()
-            logits = self.model(x)
-            original = scores(logits, target)
-            targets = per_image(logits, target)
+            output = self.model(x)
+            original = scores(output, target, n=n)
+            targets = per_image(output, target)
             total = torch.zeros(n, height, width, dtype=x.dtype, device=x.device)
             count = torch.zeros(height, width, dtype=x.dtype, device=x.device)
             for top, left in positions:

@@ -15,7 +15,7 @@ from camlab.hooks import preserved_state
 from camlab.methods.base import InputMethod
 from camlab.modelinfo import info_of
 from camlab.progress import progress_bar
-from camlab.targets import class_indices  # noqa: F401 (the metrics' target resolver)
+from camlab.targets import class_indices, logits_of  # noqa: F401 (the metrics' target resolver)
 
 #: an explainer instance, any callable ``(x, target) -> maps``, or precomputed maps (N,H,W) / (N,3,H,W)
 MapSource = Union[Callable[..., torch.Tensor], torch.Tensor, np.ndarray]
@@ -145,11 +145,12 @@ def batches(inputs, fields: Sequence[Any], batch_size: int, progress: bool, desc
 
 def probabilities(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """Softmax probabilities (M, classes) of ``model`` on ``x`` in eval mode, without gradients, in chunks of
-    ``batch_size``; the model's mode is restored afterwards."""
+    ``batch_size``; the model's mode is restored afterwards. The logits are found in the output as for class-index
+    targets (:func:`camlab.targets.logits_of`: a tensor, a tuple's first item, a ``logits`` field)."""
     outputs = []
     with preserved_state(model), torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
-            logits = model(x[start:start + batch_size])
+            logits = logits_of(model(x[start:start + batch_size]))
             if logits.ndim != 2:
                 raise ValueError(
                     f"the model returned shape {tuple(logits.shape)}; this metric needs (N, classes) logits"
