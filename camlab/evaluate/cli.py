@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--datasets", nargs="+", choices=["lab", "photos"], help="default: lab photos")
     parser.add_argument("--methods", nargs="+", default=None, metavar="NAME[,NAME...]",
                         help=f"methods (default: {' '.join(DEFAULT_METHODS)})")
-    parser.add_argument("--scenes", type=_count, default=None, help="lab scenes (default 200; 16 with --quick)")
+    parser.add_argument("--scenes", type=_count, default=None, help="lab scenes (default 120; 16 with --quick)")
     parser.add_argument("--lab-model", default="lab_gap", help="the lab set's model (default: lab_gap)")
     parser.add_argument("--photo-model", default="efficientnet_lite0",
                         help="the photo set's model (default: efficientnet_lite0)")

@@ -67,7 +67,7 @@ def _second_class(objects: list[dict]) -> tuple[int, list[float]]:
     return class_index(first["class"]), list(first["box"])
 
 
-def lab_set(model: nn.Module, n: int = 200, seed: int = 2024, steps: int = 32, sanity: int = 32,
+def lab_set(model: nn.Module, n: int = 120, seed: int = 2024, steps: int = 16, sanity: int = 16,
             layer: str = "features", threshold: float = 0.5) -> EvalSet:
     """``n`` seeded lab scenes where methods can differ, two samples per scene.
 

@@ -119,7 +119,7 @@ def run(*, quick: bool = False, datasets: Sequence[str] | None = None, methods: 
         datasets: ``"lab"`` and/or ``"photos"`` (default both; ``("lab",)`` when quick).
         methods: names in ``camlab.METHODS`` (default: ``camlab.methods.ordered("evaluate")``); an unknown name is
             an error before anything runs.
-        n_scenes: lab scenes (default 200, 16 when quick), generated with ``seed`` (see
+        n_scenes: lab scenes (default 120, 16 when quick), generated with ``seed`` (see
             :func:`~camlab.evaluate.datasets.lab_set`: distractors, two instances, a second class per scene).
         lab_model, imagenet_model: names for :func:`camlab.load_model`, or models carrying ``model.camlab``.
             A lab model that cannot be loaded (weights not trained) is skipped with a note.
@@ -150,7 +150,7 @@ def _run(quick, datasets, methods, n_scenes, seed, lab_model, imagenet_model, ph
     for method in methods:
         get_method(method)  # an unknown name fails here, with the known names
     datasets = tuple(datasets) if datasets is not None else (("lab",) if quick else ("lab", "photos"))
-    n_scenes = n_scenes if n_scenes is not None else (16 if quick else 200)
+    n_scenes = n_scenes if n_scenes is not None else (16 if quick else 120)
     settings = {"quick": quick, "datasets": list(datasets), "methods": list(methods), "n_scenes": n_scenes,
                 "seed": seed, "threads": torch.get_num_threads(), "device": str(device)}
     notes: list[str] = []
@@ -209,7 +209,7 @@ def _load_set(name, quick, n_scenes, seed, lab_model, imagenet_model, photos, no
         notes.append(f"{name}: skipped, model {wanted!r} not available ({error})")
         return None
     if name == "lab":
-        data = lab_set(model, n_scenes, seed, steps=8 if quick else 32, sanity=4 if quick else 32)
+        data = lab_set(model, n_scenes, seed, steps=8 if quick else 16, sanity=4 if quick else 16)
         halves = " and ".join(f"{i} instance{'s' * (i > 1)} + {d} distractor{'s' * (d > 1)}" for i, d in LAB_LAYOUTS)
         notes.append(f"lab: {n_scenes} scenes (make_scenes seeds {seed}, {seed + 1}; 64x64; halves with {halves}), "
                      f"each explained for its label and for its first distractor's class: {len(data.targets)} "
