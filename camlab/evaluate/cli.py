@@ -14,17 +14,6 @@ from camlab.evaluate.runner import DEFAULT_METHODS, run
 from camlab.evaluate.table import format_table
 
 
-def _count(text: str) -> int:
-    """A whole number >= 1 (argparse type)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
-
-
 def resolve_device(name: str):
     """``--device``: ``auto`` picks CUDA, else Apple's MPS, else the CPU; any other name is checked as
     ``camlab explain --device`` checks it (:func:`camlab.cli.parse_device`: a usage error if it is not available)."""
@@ -54,6 +43,7 @@ def _check_models(args) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from camlab.cli import Parser
+    from camlab.cli import _positive as count  # a whole number >= 1, as camlab explain's --batch-size
 
     parser = Parser(prog="camlab evaluate",
                     description="The reproducible results table: every method against every metric, each mean with "
@@ -62,12 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--datasets", nargs="+", choices=["lab", "photos"], help="default: lab photos")
     parser.add_argument("--methods", nargs="+", default=None, metavar="NAME[,NAME...]",
                         help=f"methods (default: {' '.join(DEFAULT_METHODS)})")
-    parser.add_argument("--scenes", type=_count, default=None, help="lab scenes (default 120; 16 with --quick)")
+    parser.add_argument("--scenes", type=count, default=None, help="lab scenes (default 120; 16 with --quick)")
     parser.add_argument("--lab-model", default="lab_gap", help="the lab set's model (default: lab_gap)")
     parser.add_argument("--photo-model", default="efficientnet_lite0",
                         help="the photo set's model (default: efficientnet_lite0)")
     parser.add_argument("--out", default=None, help="folder for results.csv, results.md and results.json")
-    parser.add_argument("--threads", type=_count, default=None, help="torch threads during the run (e.g. 1)")
+    parser.add_argument("--threads", type=count, default=None, help="torch threads during the run (e.g. 1)")
     parser.add_argument("--device", default="cpu", help="where the models run: cpu (default), cuda, cuda:N, mps, "
                                                         "auto (CUDA, else MPS, else cpu)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
