@@ -177,7 +177,8 @@ def to_csv(table: Table) -> str:
 
 
 def to_json(table: Table) -> str:
-    """The table as JSON: settings, notes, rows (each metric as ``{"value", "low", "high", "n"}``) and tiers."""
+    """The table as JSON: settings, notes, rows (each metric as ``{"value", "low", "high", "n"}``, with the per-case
+    values under ``"values"`` so that any paired comparison can be recomputed) and tiers."""
     rows = []
     for row in table.rows:
         entry = {key: row[key] for key in ("dataset", "model", "method", "note")}
@@ -185,6 +186,7 @@ def to_json(table: Table) -> str:
             estimate = row.get("estimates", {}).get(key)
             entry[key] = ({"value": estimate.value, "low": estimate.low, "high": estimate.high, "n": estimate.n}
                           if estimate is not None else row.get(key))
+        entry["values"] = {key: [float(v) for v in values] for key, values in row.get("values", {}).items()}
         rows.append(entry)
     tiers = {dataset: {key: table.tiers(dataset, key) for key in RANKED if table.tiers(dataset, key)}
              for dataset in dict.fromkeys(row["dataset"] for row in table.rows)}
