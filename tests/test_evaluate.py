@@ -87,7 +87,7 @@ def test_the_lab_set_explains_each_scene_for_its_label_and_for_a_distractor_clas
         x0, y0, x1, y1 = objects["box"]
         assert int(data.masks[6 + i].sum()) == (x1 - x0) * (y1 - y0)
         assert bool(data.masks[6 + i, int(y0), int(x0)]) and not bool(data.masks[6 + i, int(y1), int(x1)])
-    assert data.threshold == 0.5 and len(data.sanity_samples) == 4
+    assert data.threshold == evaluate.LAB_THRESHOLD == 0.75 and len(data.sanity_samples) == 4
 
 
 def test_the_per_case_values_average_to_the_metrics_own_numbers():
@@ -107,7 +107,7 @@ def test_the_per_case_values_average_to_the_metrics_own_numbers():
     predicted = camlab.metrics._common.probabilities(model, data.x[:6]).argmax(1)
     label_maps = torch.where((predicted == torch.tensor(data.targets[:6]))[:, None, None], label_maps, 0)
     assert row["values"]["loc_error"].mean() == pytest.approx(camlab.metrics.localization_error(
-        model, data.x[:6], label_maps, boxes=data.image_boxes, top=(1,), threshold=0.5)["top1"])
+        model, data.x[:6], label_maps, boxes=data.image_boxes, top=(1,), threshold=0.75)["top1"])
 
 
 def test_paired_differences_and_tiers_compare_methods_on_the_same_cases():
@@ -217,3 +217,16 @@ def test_composite_boxes_follow_from_the_tile_layout(composite):
         assert np.abs(placed - tile).mean() < 8, f"{composite}: the {source} tile is not where boxes.json assumes"
         expected = [tile_box(box, crop, offset, mirrored) for box in images[source]["objects"][0]["boxes"]]
         assert obj["boxes"] == expected
+
+
+def test_the_lab_threshold_suits_small_objects_on_held_out_scenes():
+    """LAB_THRESHOLD was chosen on held-out scenes (seed 7): there Grad-CAM and Grad-CAM++ localize far better at 75% of
+    the map's maximum than at 50% or at the paper's 15% (GT-known error, 60 scenes)."""
+    model = camlab.load_model("lab_gap")
+    data = evaluate.lab_set(model, n=60, seed=7, sanity=0)
+    boxes = [image_boxes[label] for image_boxes, label in zip(data.image_boxes, data.targets[:60])]
+    for method in ("gradcam", "gradcam++"):
+        maps = camlab.build(method, model, "features")(data.x[:60], data.targets[:60])
+        sweep = camlab.metrics.localization_sweep(maps, boxes, thresholds=(0.15, 0.5, evaluate.LAB_THRESHOLD))
+        at_15, at_50, at_lab = sweep.errors
+        assert at_15 > 0.95 and at_lab < 0.4 and at_lab < at_50 - 0.3, (method, sweep.errors)

@@ -13,7 +13,7 @@ Two evaluation sets:
   object and two smaller distractors of other classes, half with two instances of the label class and one
   distractor; each scene is explained for its label and for its first distractor's class (a second class whose map
   should move to that distractor). The ``lab_gap`` model at its ``features`` layer; box ground truth;
-  localization at a 50% box threshold (small objects, see :func:`~camlab.evaluate.datasets.lab_set`).
+  localization at a 75% box threshold (small objects, see :func:`~camlab.evaluate.datasets.lab_set`).
 * ``photos``: the bundled photos with hand-checked boxes (``data/boxes.json``: cat, coffee, cat_and_coffee,
   two_cats) and ``efficientnet_lite0`` at its last spatial layer. Localization error is counted per image (the
   ILSVRC rule: the top-1 class must be one of the image's classes and the box of its map must match a box of that
@@ -30,10 +30,11 @@ Modules: :mod:`~camlab.evaluate.datasets` (the two evaluation sets and the bundl
 (the :class:`Table` and its text, Markdown, CSV and JSON forms), :mod:`~camlab.evaluate.cli` (``camlab evaluate``).
 """
 from camlab.evaluate.cli import main
-from camlab.evaluate.datasets import LAB_LAYOUTS, EvalSet, bundled_boxes, lab_set, photo_set, photos_with_boxes
+from camlab.evaluate.datasets import (LAB_LAYOUTS, LAB_THRESHOLD, EvalSet, bundled_boxes, lab_set, photo_set,
+                                      photos_with_boxes)
 from camlab.evaluate.runner import DEFAULT_METHODS, estimate, evaluate_method, run
 from camlab.evaluate.table import COLUMNS, Table, format_markdown, format_table, save, to_csv, to_json
 
-__all__ = ["COLUMNS", "DEFAULT_METHODS", "EvalSet", "LAB_LAYOUTS", "Table", "bundled_boxes", "estimate",
-           "evaluate_method", "format_markdown", "format_table", "lab_set", "main", "photo_set", "photos_with_boxes",
+__all__ = ["COLUMNS", "DEFAULT_METHODS", "EvalSet", "LAB_LAYOUTS", "LAB_THRESHOLD", "Table", "bundled_boxes",
+           "estimate", "evaluate_method", "format_markdown", "format_table", "lab_set", "main", "photo_set", "photos_with_boxes",
            "run", "save", "to_csv", "to_json"]
