@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import interleaved, table  # noqa: E402
 
 import camlab  # noqa: E402
+from camlab.methods.registry import layer_for  # noqa: E402
 
 LAYER = "bn2"
 TARGET = 285  # Egyptian cat
@@ -48,7 +49,7 @@ def fast_cases(model, x) -> dict:
     cases = {"forward (no_grad)": lambda: _forward(model, x)}
 
     def ours(name, **options):
-        method = camlab.METHODS[name](model, **({"layer": LAYER} if "layer" in _params(name) else {}), **options)
+        method = camlab.build(name, model, layer_for(name, LAYER), **options)
         return lambda: method(x, target=TARGET)
 
     def pgc_case(cls):
@@ -102,8 +103,8 @@ def slow_cases(model, x) -> dict:
 
     layer = dict(model.named_modules())[LAYER]
     targets = [ClassifierOutputTarget(TARGET)]
-    scorecam = camlab.ScoreCAM(model, layer=LAYER, progress=False)
-    ablation = camlab.AblationCAM(model, layer=LAYER, progress=False)
+    scorecam = camlab.build("scorecam", model, LAYER, progress=False)
+    ablation = camlab.build("ablationcam", model, LAYER, progress=False)
 
     def pgc_case(cls):
         def run():
@@ -144,11 +145,6 @@ def _forward(model, x):
         model(x)
 
 
-def _params(name):
-    import inspect
-    return inspect.signature(camlab.METHODS[name].__init__).parameters
-
-
 def ratios(medians: dict, pairs: list[tuple[str, str]]) -> str:
     lines = []
     for ours, peer in pairs:
@@ -178,7 +174,7 @@ def run_methods(model, x, rounds: int = 5, slow_rounds: int = 2) -> None:
         ("camlab guided_backprop", "Captum GuidedBackprop"), ("camlab guided_gradcam", "Captum GuidedGradCam"),
         ("camlab occlusion (32/16)", "Captum Occlusion (32/16)"),
     ]))
-    ours = camlab.ScoreCAM(model, layer=LAYER, progress=False)(x, target=TARGET, raw=True)
+    ours = camlab.build("scorecam", model, LAYER, progress=False)(x, target=TARGET, raw=True)
     reference = reference_scorecam(model, x, TARGET)
     scaled = camlab.scale(camlab.upsample(ours, x.shape[-2:])) - camlab.scale(camlab.upsample(reference, x.shape[-2:]))
     print(f"\nScore-CAM vs the paper's algorithm (one channel at a time): max abs diff raw "

@@ -30,7 +30,7 @@ from camlab import stats
 from camlab.compare import METRICS
 from camlab.metrics._common import saliency
 
-__all__ = ["Scorecard", "per_scene_scores"]
+__all__ = ["Scorecard", "per_scene_scores", "tiers"]
 
 
 def _confidence_per_scene(model: nn.Module, inputs: torch.Tensor, maps: torch.Tensor, classes: list[int]):
@@ -87,6 +87,25 @@ def per_scene_scores(model: nn.Module, inputs: torch.Tensor, maps, target: Seque
     return {key: out[key] for key in metrics}
 
 
+def tiers(values: Mapping[str, Sequence[float]], *, higher_is_better: bool, n_resamples: int = 10_000,
+          seed: int = 0) -> list[list[str]]:
+    """Methods in tiers, best first, from ``{method: per-case values}`` (the same cases for every method): the best
+    remaining mean opens a tier, and every remaining method joins it whose paired difference to that method has a
+    95% bootstrap interval containing 0 (:func:`camlab.stats.paired_comparison`) or that equals it on every case.
+    Within a tier methods are listed by mean, then by name, so no order is decided by the alphabet alone."""
+    arrays = {m: np.asarray(v, dtype=float) for m, v in values.items()}
+    sign = -1.0 if higher_is_better else 1.0
+    left = sorted(arrays, key=lambda m: (sign * float(arrays[m].mean()), m))
+    out = []
+    while left:
+        head = arrays[left[0]]
+        tier = [m for m in left if np.array_equal(head, arrays[m]) or stats.paired_comparison(
+            head, arrays[m], n_resamples=n_resamples, seed=seed).difference.contains(0.0)]
+        out.append(tier)
+        left = [m for m in left if m not in tier]
+    return out
+
+
 class Scorecard:
     """Per-scene scores of several methods on the same scenes: means with intervals, and tiers instead of ranks.
 
@@ -117,25 +136,13 @@ class Scorecard:
         """Mean of ``a − b`` on ``key`` over the same scenes, with a paired bootstrap interval and sign test."""
         return stats.paired_comparison(self.scores[a][key], self.scores[b][key], **self._options)
 
-    def _indistinguishable(self, a: str, b: str, key: str) -> bool:
-        if np.array_equal(self.scores[a][key], self.scores[b][key]):
-            return True
-        return self.difference(a, b, key).difference.contains(0.0)
-
     def tiers(self, key: str) -> list[list[str]]:
         """Methods in tiers, best first: the best remaining mean opens a tier, and every remaining method whose
         paired difference to it has an interval containing 0 joins it (listed by mean, then by name)."""
         if key not in self.metrics:
             raise KeyError(f"unknown metric {key!r}; this scorecard has {self.metrics}")
-        sign = -1.0 if METRICS[key][1] else 1.0
-        left = sorted(self.methods, key=lambda m: (sign * float(self.scores[m][key].mean()), m))
-        tiers = []
-        while left:
-            head = left[0]
-            tier = [m for m in left if self._indistinguishable(head, m, key)]
-            tiers.append(tier)
-            left = [m for m in left if m not in tier]
-        return tiers
+        return tiers({m: self.scores[m][key] for m in self.methods}, higher_is_better=METRICS[key][1],
+                     **self._options)
 
     def __str__(self) -> str:
         header = ["method"] + [METRICS[key][0] for key in self.metrics]

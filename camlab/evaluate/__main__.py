@@ -1,3 +1,5 @@
-from camlab.evaluate.cli import main
+import sys
 
-main()
+from camlab.cli import main
+
+sys.exit(main(["evaluate", *sys.argv[1:]]))
