@@ -3,6 +3,8 @@ occlusion sensitivity. All run their extra forward passes in batches under ``tor
 progress bar (``progress=False`` turns it off)."""
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -15,6 +17,10 @@ from camlab.methods.base import Explainer, ForwardPass, LayerMethod, register
 from camlab.targets import Target
 from camlab.targets import is_score_function as _is_callable_target
 from camlab.targets import per_image, scores
+
+
+#: models that fail on channels-last inputs: Score-CAM runs their masked batches contiguous
+_CONTIGUOUS_ONLY: "weakref.WeakKeyDictionary[nn.Module, bool]" = weakref.WeakKeyDictionary()
 
 
 def _per_image_target(forward: ForwardPass, index: int):
@@ -139,6 +145,19 @@ class ScoreCAM(BatchedPerturbation):
                 return twin
         return self.model
 
+    def _run_masked(self, model: nn.Module, masked: torch.Tensor):
+        """``model(masked)`` in channels-last memory format (faster convolutions), or contiguous for a model that
+        fails on channels-last inputs (e.g. one calling ``.view`` on a feature map); decided on the first failure and
+        remembered per model. A model that also fails on the contiguous batch raises that error."""
+        if self.model not in _CONTIGUOUS_ONLY:
+            try:
+                return model(masked.contiguous(memory_format=torch.channels_last))
+            except Exception:  # noqa: BLE001 - retried below; a real error of the model surfaces there
+                output = model(masked.contiguous())
+                _CONTIGUOUS_ONLY[self.model] = True
+                return output
+        return model(masked.contiguous())
+
     def _masked_scores(self, model: nn.Module, image: torch.Tensor, channels: torch.Tensor, target,
                        bar) -> torch.Tensor:
         """Scores of ``image`` (1,C,H,W) masked by each of ``channels`` (M,h,w), in batches."""
@@ -150,8 +169,7 @@ class ScoreCAM(BatchedPerturbation):
             low = masks.flatten(1).amin(dim=1)[:, None, None]
             high = masks.flatten(1).amax(dim=1)[:, None, None]
             masks = (masks - low) / (high - low)
-            masked = (image * masks[:, None]).contiguous(memory_format=torch.channels_last)
-            result[start:stop] = self._score(model(masked), target).to(result.dtype)
+            result[start:stop] = self._score(self._run_masked(model, image * masks[:, None]), target).to(result.dtype)
             bar.update(stop - start)
 
         if self.batch_size is not None:
