@@ -10,7 +10,8 @@ network above the layer runs at full batch size: the model is called on the sing
 hook on the layer replaces its (batch 1) output with the batch of ablated activations, so everything below the layer
 runs at batch 1. Skip connections around the layer broadcast the batch-1 tensors. The first batch carries one extra,
 unablated copy whose score must reproduce the original; if it does not, or the model cannot broadcast (e.g. a
-``torch.cat`` around the layer), the input is repeated instead, which runs the whole network per copy (as
+``torch.cat`` around the layer, or a model that checks its batch sizes and raises any exception), the input is
+repeated instead, which runs the whole network per copy (as
 pytorch-grad-cam does). The hook is removed in all cases, also after an exception.
 """
 from __future__ import annotations
@@ -48,11 +49,16 @@ class ChannelAblation:
         return scores(output, target)
 
     def _checked(self, image, activation, batch, target, original) -> torch.Tensor:
-        """The first batch, with one unablated copy in front whose score decides whether broadcasting works."""
+        """The first batch, with one unablated copy in front whose score decides whether broadcasting works.
+
+        Any exception of the broadcast attempt (a ``RuntimeError`` from a shape mismatch, or whatever a model raises
+        when its batch sizes disagree: ``ValueError``, ``IndexError``, ``AssertionError``, ...) means "does not
+        broadcast": the batch is scored again on repeated inputs, and an error of the model itself surfaces there.
+        """
         try:
             result = self._scores(image, torch.cat([activation, batch]), target, broadcast=True)
             self.broadcast = bool(torch.allclose(result[0], original, rtol=1e-4, atol=1e-5))
-        except RuntimeError:
+        except Exception:  # not BaseException: Ctrl-C stops at once
             self.broadcast = False
         return result[1:] if self.broadcast else self._scores(image, batch, target, broadcast=False)
 

@@ -58,6 +58,17 @@ def _check_model(name: str) -> str:
     return _check_name("model", name, camlab.list_models(), "camlab models")
 
 
+def _check_classifier(name: str) -> str:
+    """A model ``camlab explain`` can explain: an image classifier (lab models of another kind are refused)."""
+    from camlab.lab.zoo import LAB_MODELS
+
+    spec = LAB_MODELS.get(_check_model(name))
+    if spec is not None and spec.recipe.kind != "classifier":
+        raise UsageError(f"--model {name} is a {spec.recipe.kind} model, not an image classifier: `camlab explain` "
+                         f"explains classifiers; explain it from Python ({spec.description})")
+    return name
+
+
 def parse_methods(values: list[str] | None) -> list[str]:
     """``--method`` values (repeated and/or comma-separated) as registry names, in order, without repeats."""
     import camlab
@@ -213,12 +224,25 @@ def plan_outputs(sources: list[Source], methods: list[str], args) -> list[Job]:
 
 
 def read_image(spec: str):
-    """``camlab.load_image`` with a one-line error for files PIL cannot decode (truncated, decompression bombs)."""
+    """``camlab.load_image`` with a one-line error for files PIL cannot decode (truncated, decompression bombs over
+    twice PIL's ``MAX_IMAGE_PIXELS``) and a one-line warning on stderr, instead of PIL's two-line
+    ``DecompressionBombWarning``, for images between once and twice that size (they are loaded)."""
+    import warnings
+
     import camlab
     from PIL import Image
 
     try:
-        return camlab.load_image(spec)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            image = camlab.load_image(spec)
+        for warning in caught:
+            if issubclass(warning.category, Image.DecompressionBombWarning):
+                print(f"camlab: warning: {spec!r}: {' '.join(str(warning.message).split())} Loading it anyway; "
+                      "shrink it to save memory", file=sys.stderr)
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        return image
     except Image.DecompressionBombError as error:
         raise ValueError(f"{spec!r}: {error} PIL refuses images this large; shrink it first") from None
     except (FileNotFoundError, IsADirectoryError):
@@ -322,7 +346,7 @@ def cmd_explain(args) -> None:
     import camlab
 
     methods, device = parse_methods(args.method), parse_device(args.device)
-    _check_model(args.model)
+    _check_classifier(args.model)
     sources = expand_inputs(args.inputs)
     jobs = plan_outputs(sources, methods, args)
     model = camlab.load_model(args.model).to(device)

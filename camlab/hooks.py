@@ -144,7 +144,9 @@ class ActivationCapture:
 
     With ``differentiable=True`` the first hooked layer to run stores its output as a fresh leaf tensor that requires
     grad and switches grad mode on for the rest of the forward pass; every later hooked layer stores its output as it
-    is (part of the graph, so ``torch.autograd.grad(score, capture.activations)`` works for all of them). Each layer
+    is (part of the graph, so ``torch.autograd.grad(score, capture.activations)`` works for all of them), except
+    one whose output is not part of that graph (a parallel branch of a frozen model, which does not depend on the
+    first layer): it becomes a leaf of its own. Each layer
     passes a *copy* on into the network, so that in-place ops after it cannot modify what was stored. The forward
     pass can therefore start under ``torch.no_grad()``: nothing below the first layer builds an autograd graph.
     Without ``differentiable`` the outputs are stored detached. The hooks live inside the ``with`` block only.
@@ -172,7 +174,8 @@ class ActivationCapture:
             if not self.differentiable:
                 stored.append(output.detach().clone())
                 return None
-            if len(self.order) == 1:
+            if (len(self.order) == 1 or not output.requires_grad) and output.is_floating_point():
+                # the first layer, or one outside the graph built so far (a parallel branch of a frozen model)
                 output = output.detach().requires_grad_(True)
                 torch.set_grad_enabled(True)
             stored.append(output)

@@ -26,6 +26,7 @@ Conventions
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -255,17 +256,70 @@ def make_scenes(
     )
 
 
+def _overlapping(placed: list[torch.Tensor], forbid: torch.Tensor | None, gap: float = 2.0) -> torch.Tensor:
+    """(N,) bool: the images in which two objects' square footprints (half-size r + ``gap``) overlap, or one
+    overlaps ``forbid``; ``placed`` holds an (N, 3) tensor (cx, cy, r) per object (the test :func:`_place` uses)."""
+    bad = torch.zeros(len(placed[0]), dtype=torch.bool)
+    for k, (cx, cy, r) in enumerate(p.unbind(1) for p in placed):
+        for prev in placed[:k]:
+            lim = r + prev[:, 2] + gap
+            bad |= ((cx - prev[:, 0]).abs() < lim) & ((cy - prev[:, 1]).abs() < lim)
+        if forbid is not None:
+            x0, y0, x1, y1 = forbid.tolist()
+            bad |= (cx + r + gap > x0) & (cx - r - gap < x1) & (cy + r + gap > y0) & (cy - r - gap < y1)
+    return bad
+
+
+#: whole-scene re-placements tried for a scene whose objects still overlap after :func:`_place`'s rounds
+REPLACEMENT_ROUNDS = 200
+
+
+def _side_generator(g: torch.Generator) -> torch.Generator:
+    """A generator seeded from ``g``'s state *without drawing from it*, so that repairing one scene leaves every
+    later draw of ``g`` (the other scenes, the cue) exactly as before."""
+    digest = hashlib.sha256(g.get_state().numpy().tobytes()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+
+
+def _separate(placed: list[torch.Tensor], size: int, g: torch.Generator, forbid) -> list[torch.Tensor]:
+    """``placed`` with the objects of every scene that still overlaps placed again from scratch, all objects of
+    the scene at once, with a side generator (:func:`_side_generator`); scenes that did not overlap keep their
+    placement bit for bit. A scene that cannot be separated in :data:`REPLACEMENT_ROUNDS` rounds raises
+    ``ValueError``: the objects do not fit."""
+    todo = _overlapping(placed, forbid).nonzero()[:, 0]
+    if len(todo) == 0:
+        return placed
+    side, placed = _side_generator(g), [p.clone() for p in placed]
+    for _ in range(REPLACEMENT_ROUNDS):
+        again: list[torch.Tensor] = []
+        for p in placed:
+            cx, cy = _place(len(todo), p[todo, 2], again, size, side, forbid)
+            again.append(torch.stack([cx, cy, p[todo, 2]], 1))
+        fixed = ~_overlapping(again, forbid)
+        for p, q in zip(placed, again):
+            p[todo[fixed]] = q[fixed]
+        todo = todo[~fixed]
+        if len(todo) == 0:
+            return placed
+    raise ValueError(
+        f"{len(placed)} objects do not fit without overlap in {len(todo)} of the {len(placed[0])} scenes of "
+        f"{size}x{size} pixels (first: scene {int(todo[0])}); use fewer instances or distractors, or a larger size")
+
+
 def _paint_objects(images, obj_cls, obj_r, colours, per_class, instances: int, forbid, g: torch.Generator):
-    """Place each object off the earlier ones (and the cue's corner) and paint it; returns the images, the (N,H,W)
-    mask of the main instances and each object's (N,4) box."""
+    """Place each object off the earlier ones (and the cue's corner), separate the scenes where that failed
+    (:func:`_separate`), and paint them; returns the images, the (N,H,W) mask of the main instances and each
+    object's (N,4) box."""
     n, size = images.shape[0], images.shape[-1]
-    taken: list[torch.Tensor] = []
+    placed: list[torch.Tensor] = []
+    for r in obj_r:
+        cx, cy = _place(n, r, placed, size, g, forbid)
+        placed.append(torch.stack([cx, cy, r], 1))
+    placed = _separate(placed, size, g, forbid)
     label_mask = torch.zeros(n, size, size, dtype=torch.bool)
     obj_boxes = []
     for k in range(len(obj_cls)):
-        r = obj_r[k]
-        cx, cy = _place(n, r, taken, size, g, forbid)
-        taken.append(torch.stack([cx, cy, r], 1))
+        cx, cy, r = placed[k].unbind(1)
         m = _shape_masks(obj_cls[k], cx, cy, r, size)
         c = per_class[obj_cls[k]].view(n, 1, 1, 1)
         flat = colours[:, k].reshape(n, 3, 1, 1).expand_as(images)

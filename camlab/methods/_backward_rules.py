@@ -70,7 +70,35 @@ def _argument(args, kwargs, position, name, default):
     return kwargs.get(name, default)
 
 
-# func -> (low, high, in-place) readers; each takes (args, kwargs)
+def _is_zero(value) -> bool:
+    """Whether ``value`` is the Python number 0 (a tensor bound may vary per element: not certainly a ReLU)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
+
+
+def _threshold(inplace_position: int | None):
+    """Reader for ``threshold(x, threshold, value)``: a ReLU exactly when both are 0, else ``None``."""
+    def read(a, k):
+        if not (_is_zero(_argument(a, k, 1, "threshold", None)) and _is_zero(_argument(a, k, 2, "value", None))):
+            return None
+        inplace = True if inplace_position is None else bool(_argument(a, k, inplace_position, "inplace", False))
+        return 0.0, INF, inplace
+    return read
+
+
+def _clamp(inplace: bool, has_max: bool = True):
+    """Reader for ``clamp(x, min, max)`` / ``clamp_min(x, min)``: a ReLU exactly when ``min`` is 0 and there is no
+    ``max`` (and no ``out=``), else ``None``."""
+    def read(a, k):
+        if "out" in k or not _is_zero(_argument(a, k, 1, "min", None)):
+            return None
+        if has_max and _argument(a, k, 2, "max", None) is not None:
+            return None
+        return 0.0, INF, inplace
+    return read
+
+
+# func -> (low, high, in-place) readers; each takes (args, kwargs) and returns None where the call is not a ReLU-like
+# clamp after all (a threshold other than (0, 0), a clamp with another bound)
 _RELU_LIKE = {
     F.relu: lambda a, k: (0.0, INF, bool(_argument(a, k, 1, "inplace", False))),
     torch.relu: lambda a, k: (0.0, INF, False),
@@ -82,7 +110,15 @@ _RELU_LIKE = {
                               bool(_argument(a, k, 3, "inplace", False))),
     F.hardtanh_: lambda a, k: (float(_argument(a, k, 1, "min_val", -1.0)), float(_argument(a, k, 2, "max_val", 1.0)),
                                True),
+    F.threshold: _threshold(3), F.threshold_: _threshold(None),
+    torch.threshold: _threshold(3), torch.threshold_: _threshold(None),
+    torch.clamp: _clamp(False), torch.clip: _clamp(False), torch.Tensor.clamp: _clamp(False),
+    torch.Tensor.clip: _clamp(False), torch.clamp_: _clamp(True), torch.clip_: _clamp(True),
+    torch.Tensor.clamp_: _clamp(True), torch.Tensor.clip_: _clamp(True),
+    torch.clamp_min: _clamp(False, has_max=False), torch.Tensor.clamp_min: _clamp(False, has_max=False),
+    torch.clamp_min_: _clamp(True, has_max=False), torch.Tensor.clamp_min_: _clamp(True, has_max=False),
 }
+_THRESHOLDS = (F.threshold, F.threshold_, torch.threshold, torch.threshold_)
 
 # activations that keep their plain gradient (warned about)
 _OTHER_ACTIVATIONS = {
@@ -100,11 +136,36 @@ def _clamp_range(module: nn.Module) -> tuple[float, float] | None:
         return 0.0, INF
     if type(module) in (nn.ReLU6, nn.Hardtanh):  # exact types: a subclass may compute something else
         return float(module.min_val), float(module.max_val)
+    if type(module) is nn.Threshold and _is_zero(module.threshold) and _is_zero(module.value):
+        return 0.0, INF
     return None
 
 
+_RELU_LIKE_OPS = ("aten::relu", "aten::threshold", "aten::clamp", "aten::hardtanh", "aten::clip")
+
+
+def _scripted(model: nn.Module) -> set[str]:
+    """The outermost TorchScript submodules (``torch.jit.script`` / ``trace``) that run ReLU-like ops: their code
+    runs in C++, out of reach of hooks and the function mode, so those ops keep their plain gradient."""
+    found = set()
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.jit.ScriptModule) or any(name.startswith(f"{outer}.") for outer in found):
+            continue
+        try:
+            graph = str(module.inlined_graph)
+        except Exception:  # noqa: BLE001 - a graph camlab cannot read may hold anything: say so
+            graph = "aten::relu"
+        if any(op in graph for op in _RELU_LIKE_OPS):
+            found.add(name)
+    return {f"ReLU-like ops inside the TorchScript module {name!r}" for name in found}
+
+
 def _other_activation_names(model: nn.Module) -> set[str]:
-    return {type(module).__name__ for module in model.modules() if isinstance(module, _OTHER_MODULES)}
+    """Activations that keep their plain gradient: other activation modules (a threshold that is not a ReLU too),
+    and ReLU-like ops inside TorchScript submodules."""
+    others = {type(module).__name__ for module in model.modules()
+              if isinstance(module, _OTHER_MODULES) or (type(module) is nn.Threshold and _clamp_range(module) is None)}
+    return others | _scripted(model)
 
 
 class BackwardRuleMode(TorchFunctionMode):
@@ -112,20 +173,24 @@ class BackwardRuleMode(TorchFunctionMode):
     (``"guided"`` or ``"deconvnet"``); other activations run unchanged and are recorded in ``plain``. ``outside``
     counts ReLU-like calls made while no ReLU-like module is running (``inside`` is kept by :func:`_tracking`)."""
 
-    def __init__(self, rule: str):
+    def __init__(self, rule: str, plain=()):
         super().__init__()
         self.rule = rule
-        self.plain: set[str] = set()
+        self.plain: set[str] = set(plain)
         self.inside = 0
         self.outside = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         reader = _RELU_LIKE.get(func)
-        if reader is not None and isinstance(args[0], torch.Tensor) and args[0].is_floating_point():
-            low, high, inplace = reader(args, kwargs)
-            self.outside += self.inside == 0
-            return _RuleClamp.apply(args[0], low, high, self.rule, inplace)
+        if reader is not None and args and isinstance(args[0], torch.Tensor) and args[0].is_floating_point():
+            bounds = reader(args, kwargs)
+            if bounds is not None:
+                low, high, inplace = bounds
+                self.outside += self.inside == 0
+                return _RuleClamp.apply(args[0], low, high, self.rule, inplace)
+            if func in _THRESHOLDS:
+                self.plain.add("Threshold")
         name = _OTHER_ACTIVATIONS.get(func)
         if name is not None:
             self.plain.add(name)
@@ -228,9 +293,15 @@ def uses_functional_activations(model: nn.Module) -> bool | None:
 def rule_applied(model: nn.Module, rule: str):
     """A context manager applying ``rule`` during the forward pass it wraps; its ``plain`` attribute names the
     activations that kept their plain gradient (filled in by the end of the pass)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TypeError(
+            f"the {rule} rule cannot be applied to a TorchScript model ({type(model).__name__}): its code runs in "
+            "C++, out of reach of camlab's hooks, so the result would be the plain gradient; pass the nn.Module "
+            "before torch.jit.script / torch.jit.trace"
+        )
     functional = uses_functional_activations(model)
     if functional is None:
         return _Probe(model, rule)
     if functional:
-        return BackwardRuleMode(rule)
+        return BackwardRuleMode(rule, _PLANS[model][2])
     return ModuleRuleHooks(model, rule, _PLANS[model][2])

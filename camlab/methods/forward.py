@@ -8,11 +8,13 @@ so single- and multi-layer methods read ``forward.activations`` / ``forward.grad
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_leaves
 
 from camlab.hooks import ActivationCapture
 from camlab.targets import Target, class_indices, detach, fixed, logits_of, per_image, scores
@@ -21,7 +23,7 @@ from camlab.targets import Target, class_indices, detach, fixed, logits_of, per_
 @dataclass(frozen=True)
 class LayerOutput:
     """One captured layer: its dotted ``name``, its (N,K,h,w) ``activations`` (detached) and d score / d activations
-    (``None`` for gradient-free methods; zeros for a layer the score does not depend on)."""
+    (``None`` for gradient-free methods). A layer the output does not depend on is refused, for every method."""
 
     name: str
     activations: torch.Tensor
@@ -91,14 +93,71 @@ def check_feature_map(name: str, activations: torch.Tensor, ndim: int = 4) -> No
         )
 
 
+def _off_path(what: str, names: list[str]) -> RuntimeError:
+    where = f"layer {names[0]!r}" if len(names) == 1 else f"the layers {names}"
+    return RuntimeError(f"{what} does not depend on {where} (a layer that runs but does not feed the output, e.g. an "
+                        "auxiliary head); choose a layer on the path to the output (see camlab.layers(model))")
+
+
 def _gradients(target_scores: torch.Tensor, activations: list[torch.Tensor], names: list[str]) -> list[torch.Tensor]:
-    found = None
+    """d score / d activations; a layer the score does not depend on at all (no autograd path) is refused."""
+    found = [None] * len(activations)
     if target_scores.requires_grad:
         found = torch.autograd.grad(target_scores.sum(), activations, allow_unused=True)
-    if found is None or all(gradient is None for gradient in found):
-        where = f"layer {names[0]!r}" if len(names) == 1 else f"the layers {names}"
-        raise RuntimeError(f"the target score does not depend on {where}; choose a layer on the path to the output")
-    return [torch.zeros_like(a) if g is None else g for a, g in zip(activations, found)]
+    missing = [name for name, gradient in zip(names, found) if gradient is None]
+    if missing:
+        raise _off_path("the target score", missing)
+    return list(found)
+
+
+def _tensors(output) -> list[torch.Tensor]:
+    """The floating-point tensors in a model output (a tensor, or lists / tuples / dicts of them)."""
+    return [leaf for leaf in tree_leaves(output) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point()]
+
+
+#: model -> the layers already found to feed its output (checked once per model and layer)
+_ON_PATH: "weakref.WeakKeyDictionary[nn.Module, weakref.WeakSet]" = weakref.WeakKeyDictionary()
+
+
+def _unchanged_by_nan(model: nn.Module, x: torch.Tensor, module: nn.Module, output) -> bool:
+    """Whether the model's output stays the same when ``module``'s output is all NaN (one extra forward pass)."""
+    def poison(_, inputs, result):
+        return torch.full_like(result, float("nan")) if isinstance(result, torch.Tensor) else None
+
+    handle = module.register_forward_hook(poison)
+    try:
+        with torch.no_grad():
+            poisoned = _tensors(model(x))
+    finally:
+        handle.remove()
+    clean = _tensors(output)
+    if not clean:  # an output camlab cannot look into: assume the layer feeds it
+        return False
+    return len(poisoned) == len(clean) and all(
+        a.shape == b.shape and torch.equal(a.detach(), b) for a, b in zip(clean, poisoned))
+
+
+def check_on_path(model: nn.Module, x: torch.Tensor, layers: list[tuple[str, nn.Module]], activations, output) -> None:
+    """Refuse layers that do not feed the model's output, for gradient-free methods (gradient methods get this from
+    :func:`_gradients`), once per model and layer. A layer feeds the output when autograd finds a path from its
+    ``activations`` (captured as leaves) to a float tensor of ``output``, or, for a head that autograd cannot follow
+    (``detach``, ``no_grad``, integer ops), when setting the layer's output to NaN changes the output."""
+    verified = _ON_PATH.setdefault(model, weakref.WeakSet())
+    todo = [i for i, (_, module) in enumerate(layers) if module not in verified]
+    if not todo:
+        return
+    found = [None] * len(activations)
+    leaves = [leaf for leaf in _tensors(output) if leaf.requires_grad]
+    usable = [a for a in activations if a.requires_grad]
+    if leaves and usable:
+        total = sum(leaf.double().sum() for leaf in leaves)
+        grads = iter(torch.autograd.grad(total, usable, allow_unused=True))
+        found = [next(grads) if a.requires_grad else None for a in activations]
+    for i in todo:
+        name, module = layers[i]
+        if found[i] is None and activations[i].is_floating_point() and _unchanged_by_nan(model, x, module, output):
+            raise _off_path(f"the output of {type(model).__name__}", [name])
+        verified.add(module)
 
 
 def capture(model: nn.Module, x: torch.Tensor, target: Target, layers: list[tuple[str, nn.Module]],
@@ -109,7 +168,9 @@ def capture(model: nn.Module, x: torch.Tensor, target: Target, layers: list[tupl
     the model's output. Works inside ``torch.inference_mode()`` (the input is copied out of it). The caller restores
     the model's state (:func:`camlab.hooks.preserved_state`)."""
     names = [name for name, _ in layers]
-    with torch.inference_mode(False), ActivationCapture([m for _, m in layers], differentiable) as hooks:
+    verified = _ON_PATH.get(model, ())
+    check = not differentiable and not all(module in verified for _, module in layers)
+    with torch.inference_mode(False), ActivationCapture([m for _, m in layers], differentiable or check) as hooks:
         if x.is_inference():
             x = x.clone()
         torch.set_grad_enabled(False)
@@ -117,6 +178,8 @@ def capture(model: nn.Module, x: torch.Tensor, target: Target, layers: list[tupl
         activations = hooks.activations
         target_scores = scores(output, target, n=x.shape[0]) if scored or differentiable else None
         gradients = _gradients(target_scores, activations, names) if differentiable else [None] * len(layers)
+        if check:
+            check_on_path(model, x, layers, activations, logits)
     for name, activation in zip(names, activations):
         check_feature_map(name, activation, x.ndim)
     outputs = tuple(LayerOutput(name, a.detach(), g) for name, a, g in zip(names, activations, gradients))

@@ -2,8 +2,13 @@
 
 Each returns an (N,3,H,W) image like the input. The backward rules of deconvnet and guided backprop are applied to
 every ReLU-like call in the forward pass: ``nn.ReLU`` (``inplace=True`` too), ``nn.ReLU6``, ``nn.Hardtanh``,
-``F.relu``, ``torch.relu``, ``Tensor.relu``, their in-place forms, ``F.relu6`` and ``F.hardtanh``. Two ways, the
-same rule:
+``F.relu``, ``torch.relu``, ``Tensor.relu``, their in-place forms, ``F.relu6`` and ``F.hardtanh``; and the calls that
+are certainly a ReLU: ``nn.Threshold(0, 0)`` / ``F.threshold(x, 0, 0)`` / ``torch.threshold(x, 0, 0)`` and
+``clamp(x, min=0)`` / ``clamp_min(x, 0)`` / ``clip(x, min=0)`` (torch function or tensor method, in-place forms too).
+Other thresholds, and ReLU-like ops inside TorchScript submodules (whose code runs in C++, out of reach), keep their
+plain gradient with a warning naming them; a TorchScript model as a whole is refused (``TypeError``). Other clamps
+(``clamp_min(eps)`` before a division, ``clamp(0, 6)`` inside a hand-written hard-swish) are not activations and
+keep their gradient silently. Two ways, the same rule:
 
 * the model calls ReLU-like *functions* outside those modules (torchvision's DenseNet: ``F.relu(..., inplace=True)``
   in ``forward``): a ``torch.overrides.TorchFunctionMode``, active during that forward pass only, intercepts every
@@ -51,7 +56,8 @@ class Gradient(InputMethod):
         if mode.plain:
             warnings.warn(
                 f"{type(self).__name__}: {', '.join(sorted(mode.plain))} in {type(self.model).__name__} "
-                f"keep their plain gradient; the {self.rule} rule applies only to ReLU, ReLU6 and hardtanh",
+                f"keep their plain gradient; the {self.rule} rule applies only to ReLU, ReLU6, hardtanh, "
+                "threshold(0, 0) and clamp(min=0) run from Python (not inside TorchScript)",
                 stacklevel=3,
             )
         return gradient

@@ -3,6 +3,8 @@ occlusion sensitivity. All run their extra forward passes in batches under ``tor
 progress bar (``progress=False`` turns it off)."""
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -13,6 +15,9 @@ from camlab.methods._calibrate import cache_key, run_in_batches
 from camlab.methods._fold import folded_copy
 from camlab.methods.base import Explainer, ForwardPass, LayerMethod, register
 from camlab.targets import Target, per_image, probabilities_of, scores
+
+#: models that fail on channels-last inputs: Score-CAM runs their masked batches contiguous
+_CONTIGUOUS_ONLY: "weakref.WeakKeyDictionary[nn.Module, bool]" = weakref.WeakKeyDictionary()
 
 
 class BatchedPerturbation(LayerMethod):
@@ -139,13 +144,25 @@ class ScoreCAM(BatchedPerturbation):
                 return twin
         return self.model
 
+    def _run_masked(self, model: nn.Module, masked: torch.Tensor):
+        """``model(masked)`` in channels-last memory format (faster 2-D convolutions), or contiguous for a model that
+        fails on channels-last inputs (e.g. one calling ``.view`` on a feature map); decided on the first failure and
+        remembered per model. A model that also fails on the contiguous batch raises that error."""
+        if masked.ndim == 4 and self.model not in _CONTIGUOUS_ONLY:
+            try:
+                return model(masked.contiguous(memory_format=torch.channels_last))
+            except Exception:  # noqa: BLE001 - retried below; a real error of the model surfaces there
+                output = model(masked.contiguous())
+                _CONTIGUOUS_ONLY[self.model] = True
+                return output
+        return model(masked.contiguous())
+
     def _masked_scores(self, model: nn.Module, image: torch.Tensor, channels: torch.Tensor, target,
                        bar) -> torch.Tensor:
         """Scores of ``image`` (1,C,H,W) masked by each of ``channels`` (M,h,w), in batches (3-D: (1,C,D,H,W) and
         (M,d,h,w), upsampled trilinearly)."""
         size = tuple(image.shape[2:])
         ones = [1] * len(size)
-        layout = torch.channels_last if image.ndim == 4 else torch.contiguous_format
         result = torch.empty(len(channels), dtype=channels.dtype, device=channels.device)
 
         def run(start: int, stop: int) -> None:
@@ -153,8 +170,7 @@ class ScoreCAM(BatchedPerturbation):
             low = masks.flatten(1).amin(dim=1).view(-1, *ones)
             high = masks.flatten(1).amax(dim=1).view(-1, *ones)
             masks = ((masks - low) / (high - low)).to(image.dtype)
-            masked = (image * masks[:, None]).contiguous(memory_format=layout)
-            result[start:stop] = self._score(model(masked), target).to(result.dtype)
+            result[start:stop] = self._score(self._run_masked(model, image * masks[:, None]), target).to(result.dtype)
             bar.update(stop - start)
 
         if self.batch_size is not None:
