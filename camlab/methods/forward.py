@@ -179,7 +179,7 @@ def capture(model: nn.Module, x: torch.Tensor, target: Target, layers: list[tupl
         target_scores = scores(output, target, n=x.shape[0]) if scored or differentiable else None
         gradients = _gradients(target_scores, activations, names) if differentiable else [None] * len(layers)
         if check:
-            check_on_path(model, x, layers, activations, logits)
+            check_on_path(model, x, layers, activations, output)
     for name, activation in zip(names, activations):
         check_feature_map(name, activation, x.ndim)
     outputs = tuple(LayerOutput(name, a.detach(), g) for name, a, g in zip(names, activations, gradients))
