@@ -14,17 +14,20 @@ import torch
 from torch import nn
 
 from camlab.hooks import ActivationCapture
+from camlab.layouts import Layout, check_map, layout_for
 from camlab.targets import Target, class_indices, fixed, per_image, scores
 
 
 @dataclass(frozen=True)
 class LayerOutput:
-    """One captured layer: its dotted ``name``, its (N,K,h,w) ``activations`` (detached) and d score / d activations
-    (``None`` for gradient-free methods; zeros for a layer the score does not depend on)."""
+    """One captured layer: its dotted ``name``, its (N,K,h,w) ``activations`` (detached; the layer's output read
+    through its ``layout``, see :mod:`camlab.layouts`) and d score / d activations (``None`` for gradient-free
+    methods; zeros for a layer the score does not depend on)."""
 
     name: str
     activations: torch.Tensor
     gradients: torch.Tensor | None
+    layout: Layout | None = None
 
 
 @dataclass(frozen=True)
@@ -76,11 +79,8 @@ class ForwardPass:
 
 
 def check_feature_map(name: str, activations: torch.Tensor) -> None:
-    if activations.ndim != 4:
-        raise ValueError(
-            f"layer {name!r} outputs shape {tuple(activations.shape)}, not an (N,C,H,W) feature map; "
-            "choose a convolutional layer (see camlab.layers(model))"
-        )
+    """An (N,C,H,W) feature map, or a clear error (the check for maps that skip :mod:`camlab.layouts`)."""
+    check_map(name, activations, activations.shape[0] if activations.ndim else 0, None)
 
 
 def _gradients(target_scores: torch.Tensor, activations: list[torch.Tensor], names: list[str]) -> list[torch.Tensor]:
@@ -94,12 +94,16 @@ def _gradients(target_scores: torch.Tensor, activations: list[torch.Tensor], nam
 
 
 def capture(model: nn.Module, x: torch.Tensor, target: Target, layers: list[tuple[str, nn.Module]],
-            differentiable: bool) -> ForwardPass:
+            differentiable: bool, reshape_transform=None) -> ForwardPass:
     """Run ``model`` on ``x`` with the ``(name, module)`` ``layers`` captured, starting with grad mode off so that only
     the layers after the first captured one build a graph; with ``differentiable`` also the gradients of the target
-    score with respect to the captured activations. Works inside ``torch.inference_mode()`` (the input is copied out
-    of it). The caller restores the model's state (:func:`camlab.hooks.preserved_state`)."""
+    score with respect to the captured activations. Each layer's output is read as an (N,C,h,w) map through its
+    layout (``reshape_transform`` when given, else :func:`camlab.layouts.layout_for`); the gradient with respect to
+    that map is the layout applied to d score / d output (exact for layouts that select and rearrange entries, see
+    :mod:`camlab.layouts`). Works inside ``torch.inference_mode()`` (the input is copied out of it). The caller
+    restores the model's state (:func:`camlab.hooks.preserved_state`)."""
     names = [name for name, _ in layers]
+    layouts = [layout_for(model, x, name, module, reshape_transform) for name, module in layers]
     with torch.inference_mode(False), ActivationCapture([m for _, m in layers], differentiable) as hooks:
         if x.is_inference():
             x = x.clone()
@@ -108,7 +112,13 @@ def capture(model: nn.Module, x: torch.Tensor, target: Target, layers: list[tupl
         activations = hooks.activations
         target_scores = scores(logits, target)
         gradients = _gradients(target_scores, activations, names) if differentiable else [None] * len(layers)
-    for name, activation in zip(names, activations):
-        check_feature_map(name, activation)
-    outputs = tuple(LayerOutput(name, a.detach(), g) for name, a, g in zip(names, activations, gradients))
-    return ForwardPass(x, logits.detach(), target_scores.detach(), target, outputs, tuple(hooks.order))
+    outputs = []
+    for name, layout, activation, gradient in zip(names, layouts, activations, gradients):
+        if layout is None:
+            raise RuntimeError(f"layer {name!r} ran in this pass but not in camlab's traced pass on the first image "
+                               "(input-dependent control flow?); pass reshape_transform to say how to read it")
+        feature_map = check_map(name, layout.to_map(activation.detach()), x.shape[0], reshape_transform)
+        if gradient is not None:
+            gradient = check_map(name, layout.to_map(gradient), x.shape[0], reshape_transform)
+        outputs.append(LayerOutput(name, feature_map, gradient, layout))
+    return ForwardPass(x, logits.detach(), target_scores.detach(), target, tuple(outputs), tuple(hooks.order))
