@@ -96,18 +96,18 @@ class Layout:
 
     def from_map(self, maps: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         """The inverse of :meth:`to_map`: a batch of B (changed) maps (B,C,h,w) put back into the layout of the
-        layer's ``output`` (batch 1 or B); entries the map does not hold (prefix tokens) are taken from
-        ``output``."""
+        layer's ``output`` (batch B, or batch 1 for B copies of one image); entries the map does not hold (prefix
+        tokens) are taken from ``output``."""
         b = maps.shape[0]
         if self.kind == NCHW:
             return maps
         if self.kind == NHWC:
             return maps.permute(0, 2, 3, 1)
+        source = output if output.shape[0] == b else output[:1].expand(b, *output.shape[1:])
         if self.kind == TOKENS:
-            prefix = output[:1, :self.prefix].expand(b, -1, -1)
-            return torch.cat([prefix, maps.flatten(2).transpose(1, 2)], dim=1)
+            return torch.cat([source[:, :self.prefix], maps.flatten(2).transpose(1, 2)], dim=1)
         index = selection_index(self.transform, output)
-        restored = output[:1].reshape(1, -1).repeat(b, 1)
+        restored = source.reshape(b, -1).clone()
         restored[:, index.flatten()] = maps.reshape(b, -1).to(restored.dtype)
         return restored.reshape(b, *output.shape[1:])
 
