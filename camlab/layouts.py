@@ -348,13 +348,18 @@ def _settle(model: nn.Module, records: list[TracedLayer]) -> None:
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def model_layouts(model: nn.Module, x: torch.Tensor) -> dict[str, TracedLayer]:
-    """Every layer's :class:`TracedLayer` for inputs shaped like ``x`` (traced once on ``x[:1]``, then cached)."""
+def traced_layouts(model: nn.Module, x: torch.Tensor) -> list[TracedLayer]:
+    """:func:`trace_layouts` for inputs shaped like ``x``, traced once on ``x[:1]`` and then cached."""
     per_model = _CACHE.setdefault(model, {})
     key = tuple(x.shape[1:])
     if key not in per_model:
-        per_model[key] = {record.name: record for record in trace_layouts(model, x[:1])}
+        per_model[key] = trace_layouts(model, x[:1])
     return per_model[key]
+
+
+def model_layouts(model: nn.Module, x: torch.Tensor) -> dict[str, TracedLayer]:
+    """Every layer's :class:`TracedLayer` by name (the last call of a module that runs twice) for inputs like ``x``."""
+    return {record.name: record for record in traced_layouts(model, x)}
 
 
 def layout_for(model: nn.Module, x: torch.Tensor, name: str, module: nn.Module,
@@ -366,7 +371,7 @@ def layout_for(model: nn.Module, x: torch.Tensor, name: str, module: nn.Module,
     if reshape_transform is not None:
         return Layout(CUSTOM, transform=reshape_transform)
     record = model_layouts(model, x).get(name)
-    if record is None or record.module is not module:
+    if record is None or record.module is not module:  # the model changed since it was traced
         _CACHE.get(model, {}).pop(tuple(x.shape[1:]), None)
         record = model_layouts(model, x).get(name)
     if record is None:
@@ -424,7 +429,7 @@ def default_layer(model: nn.Module, x: torch.Tensor, skip: tuple[type, ...] = ()
     vit = _vit_norm1(model)
     if vit is not None:
         return vit
-    records = trace_layouts(model, x[:1])
+    records = traced_layouts(model, x)
     for index in range(len(records) - 1, -1, -1):
         record = records[index]
         if positions(record) > 1 and not isinstance(record.module, skip):
