@@ -33,9 +33,10 @@ How a layer's layout is decided, in this order (never by guessing from the shape
      camlab always took them;
    * otherwise an undecided 4-D output raises an error with the shape seen and a ``reshape_transform`` example.
 
-The traced pass runs once per (model, input size) on the first image; its layouts are cached in a
-``WeakKeyDictionary`` on the model (the cache goes when the model does; a module replaced under the same name is
-traced again).
+The layouts are recorded once per (model, input size), by hooks on every module during the first explaining pass
+itself (:class:`LayoutReader`; no extra forward pass), and cached in a ``WeakKeyDictionary`` on the model (the cache
+goes when the model does; a module replaced under the same name is recorded again). ``layer=None`` and
+:func:`camlab.layers` trace a pass of their own on one image (:func:`trace_layouts`).
 
 Gradients. For the built-in layouts and every ``reshape_transform`` that only selects and rearranges entries of the
 output (indexing, reshape, permute), the map :math:`A = T(O)` is a selection :math:`A_j = O_{\sigma(j)}`, so by the
@@ -279,15 +280,19 @@ def _channels_last_model(model: nn.Module, records: list[TracedLayer]) -> bool:
     return declared or tokens or any(r.evidence for r in records)
 
 
-def trace_layouts(model: nn.Module, x: torch.Tensor) -> list[TracedLayer]:
-    """Run ``model`` once on ``x`` (no grad, eval mode, state restored) and return every submodule's output shape
-    and layout (or why it has none), in the order their forward calls finished."""
-    records: list[TracedLayer] = []
-    produced: dict[int, str] = {}
-    keep: list[torch.Tensor] = []  # keeps ids unique during the pass
-    size = tuple(x.shape[-2:])
+class LayoutRecorder:
+    """Forward hooks on every submodule that record each output's shape and layout during a pass the caller runs
+    (``records``, in the order the forward calls finished; decided at exit). Hooks registered before these (e.g.
+    :class:`camlab.hooks.ActivationCapture`'s) run first, so the tensors seen are the ones passed on."""
 
-    def recorder(name):
+    def __init__(self, model: nn.Module, size: tuple[int, int]):
+        self.model, self.size = model, tuple(size)
+        self.records: list[TracedLayer] = []
+        self._produced: dict[int, str] = {}
+        self._keep: list[torch.Tensor] = []  # keeps the ids in _produced unique during the pass
+        self._handles: list = []
+
+    def _hook(self, name: str):
         def hook(module, inputs, output):
             if not isinstance(output, torch.Tensor):
                 return
@@ -297,33 +302,45 @@ def trace_layouts(model: nn.Module, x: torch.Tensor) -> list[TracedLayer]:
                                 and _own_layout(module, record.shape, None) != NCHW)
                                or type(module).__name__ == "Permute")
             if output.ndim == 4:
-                input_layout = produced.get(id(first)) if first is not None else None
+                input_layout = self._produced.get(id(first)) if first is not None else None
                 kind = _own_layout(module, record.shape, input_layout)
                 if kind is None:
                     same = first is not None and tuple(first.shape) == record.shape
-                    kind = _inherited(record, records, input_layout, same, any(True for _ in module.children()))
+                    kind = _inherited(record, self.records, input_layout, same, any(True for _ in module.children()))
                 if kind is not None:
                     record.layout = Layout(kind)
-                    produced[id(output)] = kind
-                    keep.append(output)
+                    self._produced[id(output)] = kind
+                    self._keep.append(output)
             elif output.ndim == 3:
-                _tokens_layout(model, record, size)
-            records.append(record)
+                _tokens_layout(self.model, record, self.size)
+            self.records.append(record)
         return hook
 
-    handles = []
-    with preserved_state(model):
+    def __enter__(self) -> "LayoutRecorder":
         try:
-            for name, module in model.named_modules():
+            for name, module in self.model.named_modules():
                 if name:
-                    handles.append(module.register_forward_hook(recorder(name)))
-            with torch.no_grad():
-                model(x)
-        finally:
-            for handle in handles:
-                handle.remove()
-    _settle(model, records)
-    return records
+                    self._handles.append(module.register_forward_hook(self._hook(name)))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._produced.clear()
+        self._keep.clear()
+        _settle(self.model, self.records)
+
+
+def trace_layouts(model: nn.Module, x: torch.Tensor) -> list[TracedLayer]:
+    """Run ``model`` once on ``x`` (no grad, eval mode, state restored) and return every submodule's output shape
+    and layout (or why it has none), in the order their forward calls finished."""
+    with preserved_state(model), LayoutRecorder(model, tuple(x.shape[-2:])) as recorder, torch.no_grad():
+        model(x)
+    return recorder.records
 
 
 def _settle(model: nn.Module, records: list[TracedLayer]) -> None:
@@ -360,6 +377,36 @@ def traced_layouts(model: nn.Module, x: torch.Tensor) -> list[TracedLayer]:
 def model_layouts(model: nn.Module, x: torch.Tensor) -> dict[str, TracedLayer]:
     """Every layer's :class:`TracedLayer` by name (the last call of a module that runs twice) for inputs like ``x``."""
     return {record.name: record for record in traced_layouts(model, x)}
+
+
+class LayoutReader:
+    """The layouts of the ``(name, module)`` ``layers`` for a pass the caller runs inside this context: when they
+    are not cached yet (and no ``reshape_transform`` is given), a :class:`LayoutRecorder` records them in that very
+    pass, so no extra forward pass is run; :meth:`layouts` afterwards (raises for an undecidable layer)."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, layers: list[tuple[str, nn.Module]],
+                 reshape_transform: Callable | None = None):
+        self.model, self.x, self.layers, self.transform = model, x, layers, reshape_transform
+        self._recorder: LayoutRecorder | None = None
+
+    def _cached(self) -> bool:
+        known = _CACHE.get(self.model, {}).get(tuple(self.x.shape[1:]))
+        names = {record.name: record.module for record in known} if known is not None else {}
+        return all(names.get(name) is module for name, module in self.layers)
+
+    def __enter__(self) -> "LayoutReader":
+        if self.transform is None and not self._cached():
+            self._recorder = LayoutRecorder(self.model, tuple(self.x.shape[-2:])).__enter__()
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if self._recorder is not None:
+            self._recorder.__exit__()
+            if exc_type is None:
+                _CACHE.setdefault(self.model, {})[tuple(self.x.shape[1:])] = self._recorder.records
+
+    def layouts(self) -> list[Layout | None]:
+        return [layout_for(self.model, self.x, name, module, self.transform) for name, module in self.layers]
 
 
 def layout_for(model: nn.Module, x: torch.Tensor, name: str, module: nn.Module,

@@ -51,7 +51,7 @@ def test_linear_and_layer_norm_on_a_4d_tensor_are_channels_last_and_activations_
 
 def test_undecidable_layer_raises_with_the_shape_and_a_reshape_transform_and_the_transform_fixes_it():
     model, x = ChannelsLastMLP().eval(), torch.randn(2, 3, 5, 7)
-    with pytest.raises(ValueError, match=r"\(1, 6, 5, 7\).*reshape_transform=lambda t: t\.permute\(0, 3, 1, 2\)"):
+    with pytest.raises(ValueError, match=r"\(2, 6, 5, 7\).*reshape_transform=lambda t: t\.permute\(0, 3, 1, 2\)"):
         camlab.GradCAM(model, layer="out")(x, target=0)
     heat = camlab.GradCAM(model, layer="out", reshape_transform=lambda t: t)(x, target=0, raw=True)
     assert heat.shape == (2, 5, 7)
@@ -136,7 +136,7 @@ def test_tokens_without_metadata_raise_with_a_one_liner_that_works():
     with pytest.raises(ValueError) as error:
         camlab.GradCAM(model, layer="norm")(x, target=0)
     message = str(error.value)
-    assert "(1, 17, 8)" in message
+    assert "(2, 17, 8)" in message
     one_liner = "lambda t: t[:, 1:].reshape(t.shape[0], 4, 4, t.shape[2]).permute(0, 3, 1, 2)"
     assert one_liner in message
     heat = camlab.GradCAM(model, layer="norm", reshape_transform=eval(one_liner))(x, target=0, raw=True)
@@ -223,6 +223,20 @@ def test_the_layout_is_traced_once_per_model_and_input_size_and_the_cache_is_wea
     del model
     gc.collect()
     assert len(_CACHE) == before - 1
+
+
+def test_an_explainer_records_layouts_in_its_own_pass_without_an_extra_forward_pass():
+    """The first call records the layouts with hooks during the explaining pass itself: one forward pass per call,
+    also for a model that only accepts its own batch size (e.g. one question bound per image)."""
+    model = OddCNN().eval()
+    calls = []
+    model.conv.register_forward_pre_hook(lambda module, inputs: calls.append(tuple(inputs[0].shape)))
+    explainer = camlab.GradCAM(model, layer="halve")
+    explainer(torch.randn(3, 3, 9, 9), target=0)
+    explainer(torch.randn(3, 3, 9, 9), target=0)
+    assert calls == [(3, 3, 9, 9), (3, 3, 9, 9)]
+    assert str(layout_for(model, torch.zeros(3, 3, 9, 9), "halve", model.halve)) == NCHW  # cached: no pass
+    assert len(calls) == 2
 
 
 def test_gradient_wrt_the_map_is_the_layout_of_the_gradient_wrt_the_output():

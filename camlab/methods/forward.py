@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from camlab.hooks import ActivationCapture
-from camlab.layouts import Layout, check_map, layout_for
+from camlab.layouts import Layout, LayoutReader, check_map
 from camlab.targets import Target, class_indices, fixed, per_image, scores
 
 
@@ -98,13 +98,13 @@ def capture(model: nn.Module, x: torch.Tensor, target: Target, layers: list[tupl
     """Run ``model`` on ``x`` with the ``(name, module)`` ``layers`` captured, starting with grad mode off so that only
     the layers after the first captured one build a graph; with ``differentiable`` also the gradients of the target
     score with respect to the captured activations. Each layer's output is read as an (N,C,h,w) map through its
-    layout (``reshape_transform`` when given, else :func:`camlab.layouts.layout_for`); the gradient with respect to
-    that map is the layout applied to d score / d output (exact for layouts that select and rearrange entries, see
-    :mod:`camlab.layouts`). Works inside ``torch.inference_mode()`` (the input is copied out of it). The caller
+    layout (``reshape_transform`` when given, else recorded in this same pass, see
+    :class:`camlab.layouts.LayoutReader`); the gradient with respect to that map is the layout applied to
+    d score / d output (exact for layouts that select and rearrange entries, see :mod:`camlab.layouts`). Works inside ``torch.inference_mode()`` (the input is copied out of it). The caller
     restores the model's state (:func:`camlab.hooks.preserved_state`)."""
     names = [name for name, _ in layers]
-    layouts = [layout_for(model, x, name, module, reshape_transform) for name, module in layers]
-    with torch.inference_mode(False), ActivationCapture([m for _, m in layers], differentiable) as hooks:
+    with torch.inference_mode(False), ActivationCapture([m for _, m in layers], differentiable) as hooks, \
+            LayoutReader(model, x, layers, reshape_transform) as reader:
         if x.is_inference():
             x = x.clone()
         torch.set_grad_enabled(False)
@@ -112,10 +112,10 @@ def capture(model: nn.Module, x: torch.Tensor, target: Target, layers: list[tupl
         activations = hooks.activations
         target_scores = scores(logits, target)
         gradients = _gradients(target_scores, activations, names) if differentiable else [None] * len(layers)
-    outputs = []
+    outputs, layouts = [], reader.layouts()
     for name, layout, activation, gradient in zip(names, layouts, activations, gradients):
         if layout is None:
-            raise RuntimeError(f"layer {name!r} ran in this pass but not in camlab's traced pass on the first image "
+            raise RuntimeError(f"layer {name!r} ran in this pass but not in the pass camlab recorded layouts in "
                                "(input-dependent control flow?); pass reshape_transform to say how to read it")
         feature_map = check_map(name, layout.to_map(activation.detach()), x.shape[0], reshape_transform)
         if gradient is not None:
