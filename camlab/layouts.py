@@ -319,7 +319,7 @@ class LayoutRecorder:
     def __enter__(self) -> "LayoutRecorder":
         try:
             for name, module in self.model.named_modules():
-                if name:
+                if name and not isinstance(module, torch.jit.ScriptModule):  # scripted modules take no hooks
                     self._handles.append(module.register_forward_hook(self._hook(name)))
         except BaseException:
             self.__exit__()

@@ -261,3 +261,11 @@ def test_gradient_wrt_the_map_is_the_layout_of_the_gradient_wrt_the_output():
     forward = camlab.methods.forward.capture(vit, x, 2, [("blocks.1.norm1", layer)], differentiable=True)
     assert torch.allclose(forward.gradients, expected, rtol=1e-5, atol=1e-8)
     assert str(forward.layers[0].layout) == "tokens 1+2x2"
+
+
+def test_a_scripted_submodule_takes_no_hooks_and_is_skipped():
+    """TorchScript modules refuse forward hooks; the layout recorder skips them and reads the rest."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), torch.jit.script(nn.ReLU()), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 2)).eval()
+    assert camlab.GradCAM(model, layer="0")(torch.randn(1, 3, 8, 8), target=0, raw=True).shape == (1, 6, 6)
+    assert "1" not in traced(model, torch.zeros(1, 3, 8, 8))
