@@ -49,10 +49,8 @@ def variants(activations: torch.Tensor, gradients: torch.Tensor) -> dict[str, to
 
 
 def last_cls_attention(vit, x: torch.Tensor) -> torch.Tensor:
-    """(N, 8, 8) the last block's attention from the class token to the patches, mean over heads."""
-    from camlab.rollout import attention_rollout
-
-    # rollout over the last block alone = its fused attention + identity, renormalised; read the patch part
+    """(N, 8, 8) the last block's attention from the class token to the patches, mean over heads: softmax(q k^T *
+    scale) recomputed from the q and k that timm passes through ``q_norm`` / ``k_norm`` (as camlab.rollout does)."""
     seen = {}
     attn = vit.blocks[-1].attn
     hooks = [attn.q_norm.register_forward_hook(lambda m, i, o: seen.__setitem__("q", o)),
@@ -63,7 +61,6 @@ def last_cls_attention(vit, x: torch.Tensor) -> torch.Tensor:
     finally:
         for hook in hooks:
             hook.remove()
-    del attention_rollout
     weights = (seen["q"] @ seen["k"].transpose(-2, -1) * attn.scale).softmax(-1).mean(1)  # (N, L, L)
     return weights[:, 0, 1:].reshape(len(x), 8, 8)
 

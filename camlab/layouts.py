@@ -121,7 +121,7 @@ def selection_index(transform: Callable, output: torch.Tensor) -> torch.Tensor:
     try:
         picked = transform(indices)
         index = picked.long()
-        ok = (picked.ndim == 4 and torch.equal(picked, index.to(picked.dtype))
+        ok = (picked.ndim == 4 and torch.equal(picked, index.to(picked.dtype)) and int(index.min()) >= 0
               and index.unique().numel() == index.numel()
               and torch.equal(transform(one), one.flatten()[index.flatten()].reshape(index.shape)))
     except Exception:  # noqa: BLE001 (any failure means: not a pure selection)
