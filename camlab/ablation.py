@@ -13,12 +13,18 @@ unablated copy whose score must reproduce the original; if it does not, or the m
 ``torch.cat`` around the layer, or a model that checks its batch sizes and raises any exception), the input is
 repeated instead, which runs the whole network per copy (as
 pytorch-grad-cam does). The hook is removed in all cases, also after an exception.
+
+Layouts: channel k is channel k of the layer's feature map (N,K,h,w) as :mod:`camlab.layouts` reads it; the ablated
+maps are put back into the layer's own layout (:meth:`camlab.layouts.Layout.from_map`) before the network goes on:
+for a channels-last layer the last dim, for ViT tokens the channel of the patch tokens, the class token untouched.
+A ``reshape_transform`` that does not only select and rearrange entries cannot be inverted and is refused.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from camlab.layouts import NCHW, Layout
 from camlab.targets import batch_size, scores
 
 
@@ -27,16 +33,17 @@ class ChannelAblation:
     ``None``) is advanced by the channels done. One instance serves the images of one call, so that the broadcast
     check runs once."""
 
-    def __init__(self, model: nn.Module, layer: nn.Module, batch_size: int, bar=None):
+    def __init__(self, model: nn.Module, layer: nn.Module, batch_size: int, bar=None, layout: Layout | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model, self.layer, self.batch_size, self.bar = model, layer, batch_size, bar
+        self.layout = layout if layout is not None else Layout(NCHW)
         self.broadcast: bool | None = None  # unknown until the first batch is checked
 
     def _scores(self, image: torch.Tensor, ablated: torch.Tensor, target, broadcast: bool) -> torch.Tensor:
-        """Target scores of the model with the layer's output replaced by ``ablated`` (B,K,h,w)."""
+        """Target scores of the model with the layer's output replaced by ``ablated`` (B,K,h,w) maps."""
         def replace(module, inputs, output):
-            return ablated
+            return self.layout.from_map(ablated, output)
 
         inputs = image if broadcast else image.expand(len(ablated), *image.shape[1:])
         handle = self.layer.register_forward_hook(replace)

@@ -51,40 +51,14 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
     return layer, modules[layer]
 
 
-def trace_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module, tuple[int, ...]]]:
-    """Run one forward pass and return ``(name, module, output shape)`` for every module, in the order their
-    forward calls finished (a container finishes after its children)."""
-    seen: list[tuple[str, nn.Module, tuple[int, ...]]] = []
-    handles = []
-
-    def recorder(name):
-        def hook(module, inputs, output):
-            if isinstance(output, torch.Tensor):
-                seen.append((name, module, tuple(output.shape)))
-        return hook
-
-    with preserved_state(model):
-        try:
-            for name, module in model.named_modules():
-                if name:
-                    handles.append(module.register_forward_hook(recorder(name)))
-            with torch.no_grad():
-                model(x)
-        finally:
-            for handle in handles:
-                handle.remove()
-    return seen
-
-
 def last_spatial_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Module]:
-    """The last module (in execution order) whose output is a feature map with as many dimensions as ``x`` (4-D, or
-    5-D for a 3-D input) larger than 1x1 (1x1x1), skipping pooling, flatten, dropout and identity layers."""
-    for name, module, shape in reversed(trace_layers(model, x)):
-        if len(shape) == x.ndim and torch.Size(shape[2:]).numel() > 1 and not isinstance(module, _POOLING):
-            return name, module
-    raise ValueError(
-        f"{model_name(model)} has no layer with a spatial (N,C,H,W) output; pass layer=... explicitly"
-    )
+    """The layer ``layer=None`` stands for (:func:`camlab.layouts.default_layer`): for CNNs the last module (in
+    execution order) whose output is a feature map larger than 1x1 (5-D for a 3-D input), skipping pooling, flatten, dropout and identity
+    layers; ``blocks[-1].norm1`` for a timm Vision Transformer; never an early layer when a later one's layout is
+    unknown."""
+    from camlab.layouts import default_layer  # camlab.layouts builds on this module
+
+    return default_layer(model, x, skip=_POOLING)
 
 
 @dataclass

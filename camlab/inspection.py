@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from camlab.hooks import preserved_state, trace_layers
+from camlab.hooks import preserved_state
+from camlab.layouts import positions, trace_layouts
 from camlab.methods.checks import check_model_input
 from camlab.modelinfo import dummy_input
 from camlab.preprocessing import model_info
@@ -28,27 +29,35 @@ def predict(model: nn.Module, x: torch.Tensor, k: int = 5) -> list[list[tuple[in
 
 @dataclass(frozen=True)
 class LayerRow:
+    """One layer: dotted ``name``, module ``kind``, output ``shape`` for one image, and ``layout``: how camlab reads
+    the output as a feature map (``NCHW``, ``NHWC``, ``tokens 1+8x8`` = one class token and an 8x8 grid of patch
+    tokens), or ``""`` where it cannot tell (such a layer needs ``reshape_transform``, see :mod:`camlab.layouts`)."""
+
     name: str
     kind: str
     shape: tuple[int, ...]
+    layout: str = ""
 
     def __str__(self) -> str:
-        return f"{self.name:<40} {self.kind:<24} {tuple(self.shape)}"
+        return f"{self.name:<40} {self.kind:<24} {str(tuple(self.shape)):<22} {self.layout or '-'}"
 
 
 def layers(model: nn.Module, input_size: tuple[int, int] | None = None, spatial_only: bool = False) -> list[LayerRow]:
-    """Every named layer with its output shape for one image, in execution order, to choose a target layer.
+    """Every named layer with its output shape and layout for one image, in execution order, to choose a target
+    layer.
 
-    ``spatial_only`` keeps the layers with an (N,C,H,W) output, the ones a CAM method can use."""
+    ``spatial_only`` keeps the layers whose output camlab reads as a feature map with more than one position (NCHW,
+    NHWC or tokens), the ones a CAM method can use without a ``reshape_transform``."""
     x = dummy_input(model)
     if input_size is not None:
         x = torch.zeros(1, 3, *input_size, dtype=x.dtype, device=x.device)
     rows, seen = [], set()
-    for name, module, shape in trace_layers(model, x):
-        if name in seen:
+    for record in trace_layouts(model, x):
+        if record.name in seen:
             continue
-        seen.add(name)
-        if spatial_only and (len(shape) != 4 or shape[2] * shape[3] <= 1):
+        seen.add(record.name)
+        if spatial_only and positions(record) <= 1:
             continue
-        rows.append(LayerRow(name, type(module).__name__, shape))
+        layout = str(record.layout) if record.layout is not None else ""
+        rows.append(LayerRow(record.name, type(record.module).__name__, record.shape, layout))
     return rows

@@ -31,7 +31,7 @@ def channel_ablation_drop(model: nn.Module, x: torch.Tensor, layer: str | nn.Mod
     layers = [resolve_layer(model, layer)]
     with preserved_state(model):
         forward = capture(model, x, target, layers, differentiable=False)
-        ablation = ChannelAblation(model, layers[0][1], batch_size)
+        ablation = ChannelAblation(model, layers[0][1], batch_size, layout=forward.layers[0].layout)
         targets = forward.per_image_targets()
         return torch.stack([forward.scores[i] - ablation.scores(forward.inputs[i:i + 1], forward.activations[i:i + 1],
                                                                 targets[i], forward.scores[i])

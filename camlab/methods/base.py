@@ -73,8 +73,14 @@ class LayerMethod(Explainer):
     with ``raw=True``, else (N,H,W) upsampled to the input and scaled to [0, 1].
 
     ``layer`` is a dotted name (``"layer4"``, ``"features.28"``), a submodule, or ``None`` for the last layer with a
-    spatial output; methods with ``multi_layer = True`` (LayerCAM) also take a list of layers, whose maps
-    :meth:`fuse` combines. ``relu=False`` keeps the signed map (scaled to [-1, 1]).
+    spatial output (for a timm Vision Transformer, the last block's ``norm1``; see
+    :func:`camlab.layouts.default_layer`); methods with ``multi_layer = True`` (LayerCAM) also take a list of layers,
+    whose maps :meth:`fuse` combines. ``relu=False`` keeps the signed map (scaled to [-1, 1]).
+
+    ``reshape_transform`` (as in pytorch-grad-cam and torchcam): a callable mapping the layer's raw output to an
+    (N,C,h,w) feature map, e.g. ``lambda t: t[:, 1:].reshape(t.shape[0], 14, 14, -1).permute(0, 3, 1, 2)`` for a
+    ViT's tokens. Without it camlab reads NCHW maps, channels-last (NHWC) maps and timm ViT tokens by itself, and
+    raises an error for any output whose layout it cannot decide for certain (:mod:`camlab.layouts`).
     """
 
     #: whether ``weights`` needs d score / d activations
@@ -84,9 +90,12 @@ class LayerMethod(Explainer):
     #: whether the map depends on ``target`` (Eigen-CAM's does not: its pass never reads the model's output)
     uses_target: ClassVar[bool] = True
 
-    def __init__(self, model: nn.Module, layer=None, *, relu: bool = True):
+    def __init__(self, model: nn.Module, layer=None, *, relu: bool = True, reshape_transform=None):
         super().__init__(model)
-        self.relu = relu
+        if reshape_transform is not None and not callable(reshape_transform):
+            raise TypeError("reshape_transform must be a callable mapping the layer's output to (N,C,h,w), not "
+                            f"{type(reshape_transform).__name__}")
+        self.relu, self.reshape_transform = relu, reshape_transform
         self._layers: list[tuple[str, nn.Module]] | None = None
         if isinstance(layer, (list, tuple)):
             self._layers = self._layer_list(layer)
@@ -109,8 +118,9 @@ class LayerMethod(Explainer):
 
     def resolve_layers(self, x: torch.Tensor) -> list[tuple[str, nn.Module]]:
         """The ``(name, module)`` layers this method explains; the one place a layer is resolved. ``layer=None``
-        becomes the last layer with a spatial output, found by one traced forward pass on ``x[:1]``: at construction
-        for camlab models (their input size is known), otherwise at the first call."""
+        becomes the last layer with a spatial output (for a timm ViT ``blocks[-1].norm1``), found by one traced
+        forward pass on ``x[:1]``: at construction for camlab models (their input size is known), otherwise at the
+        first call."""
         if self._layers is None:
             self._layers = [last_spatial_layer(self.model, x[:1])]
         return self._layers
@@ -141,7 +151,7 @@ class LayerMethod(Explainer):
         handed to the method in float32 (a weighted sum over hundreds of channels overflows float16's 65504), so the
         maps of a half-precision model are float32."""
         forward = capture(self.model, x, target, self.resolve_layers(x), differentiable=self.uses_gradients,
-                          scored=self.uses_target)
+                          scored=self.uses_target, reshape_transform=self.reshape_transform)
         for layer in forward.layers:
             check_finite(layer.activations, f"the activations of layer {layer.name!r}")
         if forward.layers[0].activations.dtype not in LOW_PRECISION:

@@ -18,8 +18,9 @@ class RandomCAM(LayerMethod):
     uses_gradients = False
     uses_target = False
 
-    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True, seed: int = 0):
-        super().__init__(model, layer, relu=relu)
+    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
+                 reshape_transform=None, seed: int = 0):
+        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform)
         self.seed = seed
 
     def weights(self, forward: ForwardPass) -> torch.Tensor:

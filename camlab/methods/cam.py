@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from camlab.hooks import preserved_state
+from camlab.layouts import layout_for
 from camlab.methods.base import ForwardPass, LayerMethod, dummy_input, register
 from camlab.targets import logits_of
 
@@ -36,8 +37,9 @@ class CAM(LayerMethod):
 
     uses_gradients = False
 
-    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True):
-        super().__init__(model, layer, relu=relu)
+    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
+                 reshape_transform=None):
+        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform)
         self.classifier: nn.Linear | None = None
         if getattr(model, "camlab", None) is not None:
             self.find_classifier(dummy_input(model))
@@ -66,7 +68,9 @@ class CAM(LayerMethod):
         finally:
             for handle in handles:
                 handle.remove()
-        pooled = captured[-1].mean(dim=(2, 3)) if captured and captured[-1].ndim == 4 else None
+        layout = layout_for(self.model, x, self.layer_name, self.layer, self.reshape_transform)
+        feature_map = layout.to_map(captured[-1]) if captured and layout is not None else None
+        pooled = feature_map.mean(dim=(2, 3)) if feature_map is not None and feature_map.ndim == 4 else None
         for linear, (inputs, outputs) in linear_io.items():
             if (
                 pooled is not None

@@ -17,17 +17,20 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 
 from camlab.hooks import ActivationCapture
+from camlab.layouts import Layout, LayoutReader, check_map
 from camlab.targets import Target, class_indices, detach, fixed, logits_of, per_image, scores
 
 
 @dataclass(frozen=True)
 class LayerOutput:
-    """One captured layer: its dotted ``name``, its (N,K,h,w) ``activations`` (detached) and d score / d activations
-    (``None`` for gradient-free methods). A layer the output does not depend on is refused, for every method."""
+    """One captured layer: its dotted ``name``, its (N,K,h,w) ``activations`` (detached; the layer's output read
+    through its ``layout``, see :mod:`camlab.layouts`) and d score / d activations (``None`` for gradient-free
+    methods). A layer the output does not depend on is refused, for every method."""
 
     name: str
     activations: torch.Tensor
     gradients: torch.Tensor | None
+    layout: Layout | None = None
 
 
 @dataclass(frozen=True)
@@ -84,13 +87,9 @@ class ForwardPass:
 
 
 def check_feature_map(name: str, activations: torch.Tensor, ndim: int = 4) -> None:
-    """A layer's output must be an (N,C,H,W) feature map (``ndim`` 4), or (N,C,D,H,W) for a 3-D input (5)."""
-    if activations.ndim != ndim:
-        expected = "(N,C,H,W)" if ndim == 4 else "(N,C,D,H,W)"
-        raise ValueError(
-            f"layer {name!r} outputs shape {tuple(activations.shape)}, not an {expected} feature map; "
-            "choose a convolutional layer (see camlab.layers(model))"
-        )
+    """An (N,C,H,W) feature map (``ndim`` 4), or (N,C,D,H,W) for a 3-D input (5), or a clear error (the check for
+    maps that skip :mod:`camlab.layouts`)."""
+    check_map(name, activations, activations.shape[0] if activations.ndim else 0, None, ndim)
 
 
 def _off_path(what: str, names: list[str]) -> RuntimeError:
@@ -161,16 +160,20 @@ def check_on_path(model: nn.Module, x: torch.Tensor, layers: list[tuple[str, nn.
 
 
 def capture(model: nn.Module, x: torch.Tensor, target: Target, layers: list[tuple[str, nn.Module]],
-            differentiable: bool, scored: bool = True) -> ForwardPass:
+            differentiable: bool, scored: bool = True, reshape_transform=None) -> ForwardPass:
     """Run ``model`` on ``x`` with the ``(name, module)`` ``layers`` captured, starting with grad mode off so that only
     the layers after the first captured one build a graph; with ``differentiable`` also the gradients of the target
     score with respect to the captured activations. ``scored=False`` (a method that ignores the target) never reads
-    the model's output. Works inside ``torch.inference_mode()`` (the input is copied out of it). The caller restores
-    the model's state (:func:`camlab.hooks.preserved_state`)."""
+    the model's output. Each layer's output is read as an (N,C,h,w) map through its layout (``reshape_transform``
+    when given, else recorded in this same pass, see :class:`camlab.layouts.LayoutReader`); the gradient with respect
+    to that map is the layout applied to d score / d output (exact for layouts that select and rearrange entries, see
+    :mod:`camlab.layouts`). Works inside ``torch.inference_mode()`` (the input is copied out of it). The caller
+    restores the model's state (:func:`camlab.hooks.preserved_state`)."""
     names = [name for name, _ in layers]
     verified = _ON_PATH.get(model, ())
     check = not differentiable and not all(module in verified for _, module in layers)
-    with torch.inference_mode(False), ActivationCapture([m for _, m in layers], differentiable or check) as hooks:
+    with torch.inference_mode(False), ActivationCapture([m for _, m in layers], differentiable or check) as hooks, \
+            LayoutReader(model, x, layers, reshape_transform) as reader:
         if x.is_inference():
             x = x.clone()
         torch.set_grad_enabled(False)
@@ -180,9 +183,19 @@ def capture(model: nn.Module, x: torch.Tensor, target: Target, layers: list[tupl
         gradients = _gradients(target_scores, activations, names) if differentiable else [None] * len(layers)
         if check:
             check_on_path(model, x, layers, activations, output)
-    for name, activation in zip(names, activations):
-        check_feature_map(name, activation, x.ndim)
-    outputs = tuple(LayerOutput(name, a.detach(), g) for name, a, g in zip(names, activations, gradients))
+    outputs = tuple(_read_layers(names, reader.layouts(), activations, gradients, x, reshape_transform))
     detached = None if target_scores is None else target_scores.detach()
     output = detach(output) if target_scores is not None else output  # untouched where the target is ignored
     return ForwardPass(x, output, detached, target, outputs, tuple(hooks.order))
+
+
+def _read_layers(names, layouts, activations, gradients, x: torch.Tensor, reshape_transform):
+    """Each captured layer's output (and gradient) read through its layout as a checked feature map."""
+    for name, layout, activation, gradient in zip(names, layouts, activations, gradients):
+        if layout is None:
+            raise RuntimeError(f"layer {name!r} ran in this pass but not in the pass camlab recorded layouts in "
+                               "(input-dependent control flow?); pass reshape_transform to say how to read it")
+        feature_map = check_map(name, layout.to_map(activation.detach()), x.shape[0], reshape_transform, x.ndim)
+        if gradient is not None:
+            gradient = check_map(name, layout.to_map(gradient), x.shape[0], reshape_transform, x.ndim)
+        yield LayerOutput(name, feature_map, gradient, layout)

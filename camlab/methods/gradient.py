@@ -141,8 +141,8 @@ class LayerCAM(GradientMethod):
     multi_layer = True
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | Sequence | None = None, *, relu: bool = True,
-                 gamma: float = 2.0):
-        super().__init__(model, layer, relu=relu)
+                 reshape_transform=None, gamma: float = 2.0):
+        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform)
         self.gamma = gamma
 
     def weights(self, forward: ForwardPass) -> torch.Tensor:
@@ -181,8 +181,8 @@ class SmoothGradCAMPlusPlus(GradientMethod):
     """
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
-                 n_samples: int = 8, noise_std: float = 0.15, seed: int = 0):
-        super().__init__(model, layer, relu=relu)
+                 reshape_transform=None, n_samples: int = 8, noise_std: float = 0.15, seed: int = 0):
+        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform)
         if n_samples < 1:
             raise ValueError(f"n_samples must be at least 1, got {n_samples}")
         if noise_std < 0:

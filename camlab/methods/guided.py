@@ -109,9 +109,9 @@ class GuidedGradCAM(InputMethod):
     guided backprop covers only ``nn.ReLU`` modules (see :class:`GuidedBackprop`).
     """
 
-    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None):
+    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, reshape_transform=None):
         super().__init__(model)
-        self.gradcam = GradCAM(model, layer)
+        self.gradcam = GradCAM(model, layer, reshape_transform=reshape_transform)
         self.guided = GuidedBackprop(model)
         self.layer_name, self.layer = self.gradcam.layer_name, self.gradcam.layer
 

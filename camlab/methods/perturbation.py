@@ -27,8 +27,8 @@ class BatchedPerturbation(LayerMethod):
     uses_gradients = False
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
-                 batch_size: int = 64, progress: bool = True):
-        super().__init__(model, layer, relu=relu)
+                 reshape_transform=None, batch_size: int = 64, progress: bool = True):
+        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size, self.progress = batch_size, progress
@@ -105,10 +105,11 @@ class ScoreCAM(BatchedPerturbation):
     WEIGHTINGS = ("probability", "paper")
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
-                 batch_size: int | None = None, progress: bool = True, weighting: str = "probability",
-                 fold: bool = True):
+                 reshape_transform=None, batch_size: int | None = None, progress: bool = True,
+                 weighting: str = "probability", fold: bool = True):
         # the base validates a fixed batch size; None (measure it) is ScoreCAM's own
-        super().__init__(model, layer, relu=relu, batch_size=1 if batch_size is None else batch_size,
+        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform,
+                         batch_size=1 if batch_size is None else batch_size,
                          progress=progress)
         if weighting not in self.WEIGHTINGS:
             raise ValueError(f"weighting must be one of {', '.join(map(repr, self.WEIGHTINGS))}, got {weighting!r}")
@@ -228,7 +229,7 @@ class AblationCAM(BatchedPerturbation):
         targets = forward.per_image_targets()
         activations = forward.activations.to(forward.inputs.dtype)  # back to a float16 model's dtype
         with tqdm(total=n * k, desc="Ablation-CAM", unit="channel", disable=not self.progress, leave=False) as bar:
-            ablation = ChannelAblation(self.model, self.layer, self.batch_size, bar)
+            ablation = ChannelAblation(self.model, self.layer, self.batch_size, bar, forward.layers[0].layout)
             drops = [forward.scores[i] - ablation.scores(forward.inputs[i:i + 1].detach(), activations[i:i + 1],
                                                          targets[i], forward.scores[i]) for i in range(n)]
         drops = torch.stack(drops).to(forward.activations.dtype)
