@@ -140,11 +140,13 @@ def check_map(name: str, feature_map, n: int, transform: Callable | None, ndim: 
     input's batch size ``n``, else a clear error."""
     source = "reshape_transform returned" if transform is not None else "gives"
     shape = tuple(feature_map.shape) if isinstance(feature_map, torch.Tensor) else type(feature_map).__name__
-    expected = "(N,C,h,w)" if ndim == 4 else "(N,C,d,h,w)"
+    expected = "(N,C,H,W)" if ndim == 4 else "(N,C,D,H,W)"
     if not isinstance(feature_map, torch.Tensor) or feature_map.ndim != ndim or feature_map.shape[0] != n:
+        fix = (f"reshape_transform must map the layer's output to {expected}" if transform is not None else
+               f"choose a layer with such an output (see camlab.layers(model)), or pass reshape_transform mapping the "
+               f"layer's output to {expected}")
         raise ValueError(f"layer {name!r}: {source} {shape}, not an {expected} feature map with N = {n} (the "
-                         f"batch size); choose a layer with such an output (see camlab.layers(model)), or pass "
-                         f"reshape_transform mapping the layer's output to {expected}")
+                         f"batch size); {fix}")
     return feature_map
 
 

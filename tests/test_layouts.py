@@ -198,7 +198,7 @@ def test_a_selecting_reshape_transform_is_inverted_and_a_mixing_one_is_refused()
 
 def test_reshape_transform_must_return_an_nchw_map_with_the_batch_size():
     model, x = OddCNN().eval(), torch.randn(2, 3, 9, 9)
-    with pytest.raises(ValueError, match=r"reshape_transform returned \(2, 4, 49\), not an \(N,C,h,w\)"):
+    with pytest.raises(ValueError, match=r"reshape_transform returned \(2, 4, 49\), not an \(N,C,H,W\)"):
         camlab.GradCAM(model, layer="conv", reshape_transform=lambda t: t.flatten(2))(x, target=0)
     with pytest.raises(ValueError, match=r"with N = 2"):
         camlab.GradCAM(model, layer="conv", reshape_transform=lambda t: t[:1])(x, target=0)
