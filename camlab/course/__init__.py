@@ -21,6 +21,7 @@ CHAPTERS = {
     "06_beyond_classification": "Beyond classification",
     "07_variants": "The variants: Grad-CAM++, Score-CAM, LayerCAM and more",
     "08_summary": "Summary and capstone",
+    "09_transformers": "CAM on Vision Transformers",
 }
 
 #: sections every chapter has (Markdown headings)
