@@ -191,3 +191,15 @@ def test_outputs_helpers_keep_the_structure():
     assert targets.split(detections, 1) == [detections[1]]
     pair = targets.split(Pair(logits, features), 0)
     assert isinstance(pair, Pair) and pair.pooled.shape == (1, 4, 2, 2)
+
+
+def test_predict_and_the_metrics_read_the_logits_of_a_wrapped_output():
+    """``camlab.predict`` and the faithfulness metrics (through their model probabilities) give the same numbers on a
+    Hugging-Face-style output as on the plain logits."""
+    plain, wrapped = Wrapped("tensor"), Wrapped("hf_like")
+    for model in (plain, wrapped):
+        model.camlab = camlab.ModelInfo("tiny", ["a", "b", "c"], (8, 8), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    assert camlab.predict(wrapped, x_batch(), k=2) == camlab.predict(plain, x_batch(), k=2)
+    maps = torch.rand(2, 8, 8, generator=torch.Generator().manual_seed(2))
+    for metric in (camlab.metrics.average_drop, camlab.metrics.deletion_auc):
+        assert metric(wrapped, x_batch(), maps, target=[0, 2]) == metric(plain, x_batch(), maps, target=[0, 2])

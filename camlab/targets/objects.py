@@ -17,7 +17,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
-from torchvision.ops import box_iou
 
 from camlab.targets.outputs import dense_of, describe, logits_of
 
@@ -140,7 +139,8 @@ class SegmentationTarget:
     models return, or a ``logits`` field) and :math:`M` the ``mask``: (H,W) for every image or (N,H,W) one per image,
     boolean or float (weights), at the output's resolution. As pytorch-grad-cam's ``SemanticSegmentationTarget``
     (which takes the logits of one image and an (H,W) numpy mask). A common mask: the pixels the model assigns to the
-    class, ``mask = output["out"].argmax(1) == category``.
+    class, ``mask = output["out"].argmax(1) == category``. Different classes per image: a list of targets, one per
+    image. Score-CAM's probability form uses :meth:`probability`, the class's mean probability over the mask.
     """
 
     def __init__(self, category, mask):
@@ -215,6 +215,8 @@ class DetectionTarget:
         self.iou_threshold, self.with_iou = float(iou_threshold), bool(with_iou)
 
     def _one(self, detections: Mapping) -> torch.Tensor:
+        from torchvision.ops import box_iou  # here: `import camlab` does not load torchvision
+
         boxes, labels, scores = (detections.get(key) for key in ("boxes", "labels", "scores"))
         if not all(isinstance(value, torch.Tensor) for value in (boxes, labels, scores)):
             raise ValueError(f"DetectionTarget needs 'boxes', 'labels' and 'scores' tensors per image, got keys "
