@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import camlab
+from tests.test_methods_formulas import naive_ablation_cam
 
 
 class ViewHead(nn.Module):
@@ -70,27 +71,6 @@ class BatchSizeChecks(nn.Module):
         return self.fc((main + skip).mean((2, 3)))
 
 
-def ablation_cam_by_hand(model: nn.Module, layer: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
-    """Ablation-CAM's raw map from its formula, w_k = (y - y_k) / y, one ablated forward pass per channel."""
-    with torch.no_grad():
-        kept = []
-        handle = layer.register_forward_hook(lambda m, i, o: kept.append(o))
-        y = model(x)[:, target]
-        handle.remove()
-        activations = kept[0]
-        weights = []
-        for k in range(activations.shape[1]):
-            def ablate(module, inputs, output, k=k):
-                output = output.clone()
-                output[:, k] = 0
-                return output
-            handle = layer.register_forward_hook(ablate)
-            weights.append((y - model(x)[:, target]) / y)
-            handle.remove()
-        weights = torch.stack(weights, 1)
-        return torch.einsum("nk,nkhw->nhw", weights, activations).clamp_min(0)
-
-
 @pytest.mark.parametrize("error", [ValueError, IndexError, AssertionError, RuntimeError])
 def test_ablationcam_falls_back_when_the_broadcast_attempt_raises_any_error(error):
     """Failed on main for ValueError, IndexError and AssertionError (only RuntimeError fell back): the error of the
@@ -98,7 +78,7 @@ def test_ablationcam_falls_back_when_the_broadcast_attempt_raises_any_error(erro
     torch.manual_seed(0)
     model, x = BatchSizeChecks(error).eval(), torch.randn(2, 3, 8, 8)
     got = camlab.AblationCAM(model, "b", progress=False, batch_size=3)(x, target=1, raw=True)
-    torch.testing.assert_close(got, ablation_cam_by_hand(model, model.b, x, 1))
+    torch.testing.assert_close(got, naive_ablation_cam(model, model.b, x, 1))
 
 
 class FailsOnBatches(BatchSizeChecks):

@@ -283,26 +283,30 @@ def _side_generator(g: torch.Generator) -> torch.Generator:
 
 def _separate(placed: list[torch.Tensor], size: int, g: torch.Generator, forbid) -> list[torch.Tensor]:
     """``placed`` with the objects of every scene that still overlaps placed again from scratch, all objects of
-    the scene at once, with a side generator (:func:`_side_generator`); scenes that did not overlap keep their
+    the scene, largest first, with a side generator (:func:`_side_generator`); scenes that did not overlap keep their
     placement bit for bit. A scene that cannot be separated in :data:`REPLACEMENT_ROUNDS` rounds raises
     ``ValueError``: the objects do not fit."""
     todo = _overlapping(placed, forbid).nonzero()[:, 0]
     if len(todo) == 0:
         return placed
-    side, placed = _side_generator(g), [p.clone() for p in placed]
+    side, placed = _side_generator(g), torch.stack(placed, 1)  # (N, objects, 3)
     for _ in range(REPLACEMENT_ROUNDS):
+        # largest objects first (the order objects are placed in does not matter once none overlaps)
+        order = placed[todo, :, 2].argsort(dim=1, descending=True, stable=True)
+        radii = placed[todo, :, 2].gather(1, order)
         again: list[torch.Tensor] = []
-        for p in placed:
-            cx, cy = _place(len(todo), p[todo, 2], again, size, side, forbid)
-            again.append(torch.stack([cx, cy, p[todo, 2]], 1))
+        for r in radii.unbind(1):
+            cx, cy = _place(len(todo), r, again, size, side, forbid)
+            again.append(torch.stack([cx, cy, r], 1))
         fixed = ~_overlapping(again, forbid)
-        for p, q in zip(placed, again):
-            p[todo[fixed]] = q[fixed]
+        sorted_back = torch.empty_like(placed[todo]).scatter_(1, order[..., None].expand(-1, -1, 3),
+                                                             torch.stack(again, 1))
+        placed[todo[fixed]] = sorted_back[fixed]
         todo = todo[~fixed]
         if len(todo) == 0:
-            return placed
+            return list(placed.unbind(1))
     raise ValueError(
-        f"{len(placed)} objects do not fit without overlap in {len(todo)} of the {len(placed[0])} scenes of "
+        f"{placed.shape[1]} objects do not fit without overlap in {len(todo)} of the {len(placed)} scenes of "
         f"{size}x{size} pixels (first: scene {int(todo[0])}); use fewer instances or distractors, or a larger size")
 
 

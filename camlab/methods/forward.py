@@ -119,7 +119,8 @@ _ON_PATH: "weakref.WeakKeyDictionary[nn.Module, weakref.WeakSet]" = weakref.Weak
 
 
 def _unchanged_by_nan(model: nn.Module, x: torch.Tensor, module: nn.Module, output) -> bool:
-    """Whether the model's output stays the same when ``module``'s output is all NaN (one extra forward pass)."""
+    """Whether the model's output stays the same when ``module``'s output is all NaN (one extra forward pass; a
+    model that raises on it reacted, so it does not stay the same)."""
     def poison(_, inputs, result):
         return torch.full_like(result, float("nan")) if isinstance(result, torch.Tensor) else None
 
@@ -127,6 +128,8 @@ def _unchanged_by_nan(model: nn.Module, x: torch.Tensor, module: nn.Module, outp
     try:
         with torch.no_grad():
             poisoned = _tensors(model(x))
+    except Exception:  # noqa: BLE001 - the model reacted to the layer (e.g. it checks for NaN): it depends on it
+        return False
     finally:
         handle.remove()
     clean = _tensors(output)
@@ -150,8 +153,11 @@ def check_on_path(model: nn.Module, x: torch.Tensor, layers: list[tuple[str, nn.
     usable = [a for a in activations if a.requires_grad]
     if leaves and usable:
         total = sum(leaf.double().sum() for leaf in leaves)
-        grads = iter(torch.autograd.grad(total, usable, allow_unused=True))
-        found = [next(grads) if a.requires_grad else None for a in activations]
+        try:
+            grads = iter(torch.autograd.grad(total, usable, allow_unused=True))
+            found = [next(grads) if a.requires_grad else None for a in activations]
+        except RuntimeError:  # a backward the model does not support (e.g. an in-place op): the NaN pass decides
+            pass
     for i in todo:
         name, module = layers[i]
         if found[i] is None and activations[i].is_floating_point() and _unchanged_by_nan(model, x, module, output):
