@@ -38,12 +38,12 @@ def test_no_object_touches_the_cue_corner():
 def test_every_scene_without_an_overlap_is_bit_identical_to_the_placement_before_the_fix(options, monkeypatch):
     """The fix only places again the objects of scenes that overlapped, with a generator of its own: every other
     scene, of every seed, is exactly what the previous code drew (here: with the separation step switched off,
-    which is the previous code). 12 seeds x 100 scenes per configuration."""
-    fixed = [make_scenes(100, seed=seed, **options) for seed in range(12)]
+    which is the previous code). 10 seeds x 100 scenes per configuration."""
+    fixed = [make_scenes(100, seed=seed, **options) for seed in range(10)]
     placements = []
     original = scenes._separate
     monkeypatch.setattr(scenes, "_separate", lambda placed, *args: placements.append(placed) or placed)
-    before = [make_scenes(100, seed=seed, **options) for seed in range(12)]
+    before = [make_scenes(100, seed=seed, **options) for seed in range(10)]
     monkeypatch.setattr(scenes, "_separate", original)
     for new, old, placed in zip(fixed, before, placements):
         overlapped = scenes._overlapping(placed, None if "spurious_cue" not in options else
@@ -53,7 +53,10 @@ def test_every_scene_without_an_overlap_is_bit_identical_to_the_placement_before
         assert torch.equal(new.labels, old.labels) and torch.equal(new.cue_present, old.cue_present)
 
 
-def test_objects_that_cannot_fit_raise_a_clear_error():
+def test_objects_that_cannot_fit_raise_a_clear_error(monkeypatch):
+    """Eight objects in 24x24 pixels: no re-placement separates them (fewer rounds than the default 200, to keep the
+    test short)."""
+    monkeypatch.setattr(scenes, "REPLACEMENT_ROUNDS", 10)
     with pytest.raises(ValueError, match=r"8 objects do not fit without overlap in \d+ of the 3 scenes of 24x24 pixels"
                                          r".*fewer instances or distractors, or a larger size"):
         make_scenes(3, seed=0, size=24, instances=6, distractors=2)

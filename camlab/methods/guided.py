@@ -68,8 +68,9 @@ class Deconvnet(Gradient):
     r"""Deconvnet (Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014,
     https://arxiv.org/abs/1311.2901), as a backward rule: at every ReLU the backward signal is rectified,
     :math:`R_l = \mathrm{ReLU}(R_{l+1})`, whatever the forward input was (the plain gradient would be
-    :math:`R_{l+1} \cdot [x > 0]`). Applied to ReLU, ReLU6 and hardtanh, module or functional (warns once per call,
-    naming them, when other activations such as SiLU or GELU keep their plain gradient). Same rule as Captum's
+    :math:`R_{l+1} \cdot [x > 0]`). Applied to ReLU, ReLU6, hardtanh, ``threshold(0, 0)`` and ``clamp(min=0)``,
+    module or functional (warns once per call, naming them, when other activations such as SiLU or GELU, or ReLUs
+    inside TorchScript submodules, keep their plain gradient; see the module docstring). Same rule as Captum's
     ``Deconvolution``, which only rewrites ``nn.ReLU`` modules. Output and scaling as :class:`Gradient`.
     """
 
@@ -88,8 +89,9 @@ class GuidedBackprop(Gradient):
     ``TorchFunctionMode`` for models with such functional calls, by temporary hooks on the activation modules
     otherwise (see the module docstring); nothing in the model is swapped. Captum's
     ``GuidedBackprop`` and pytorch-grad-cam's ``GuidedBackpropReLUModel`` rewrite only ``nn.ReLU`` modules, so they
-    silently give plain gradients through ReLU6 and functional ReLUs. Other activations (SiLU, GELU, Hardswish, ...)
-    keep their plain gradient, with one warning per call naming them.
+    silently give plain gradients through ReLU6 and functional ReLUs. ``threshold(x, 0, 0)`` and ``clamp(x, min=0)``
+    are ReLUs and get the rule too. Other activations (SiLU, GELU, Hardswish, ...) and ReLUs inside TorchScript
+    submodules keep their plain gradient, with one warning per call naming them; a TorchScript model is refused.
 
     ``raw=True`` gives the guided gradient (N,3,H,W); otherwise per image :math:`G / (2\max|G|) + 0.5` in [0, 1].
     """
