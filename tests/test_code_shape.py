@@ -101,3 +101,15 @@ def test_modules_import_only_from_their_layer_or_below():
               for target in _camlab_imports(name, path)
               if _layer(target) > _layer(name) and FRONT_ENDS.get(target, "") != name]
     assert not upward, upward
+
+
+def test_every_subpackage_of_camlab_is_in_the_wheel():
+    """A subpackage missing from pyproject's package list imports here (editable install) but not from the wheel that
+    Colab installs (it happened to camlab.targets)."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    block = re.search(r"^packages = \[(.*?)\]", (root / "pyproject.toml").read_text(), re.S | re.M).group(1)
+    listed = set(re.findall(r'"([\w.]+)"', block))
+    found = {".".join(init.parent.relative_to(root).parts) for init in (root / "camlab").rglob("__init__.py")}
+    assert found - listed == set(), f"add these to [tool.setuptools] packages in pyproject.toml: {sorted(found - listed)}"
