@@ -16,7 +16,7 @@ from torch import nn
 
 from camlab import metrics, stats
 from camlab.evaluate.datasets import EvalSet, lab_set, photo_set
-from camlab.evaluate.table import Table, save
+from camlab.evaluate.table import Table, row_text, save
 from camlab.methods.registry import build, builder, get_method, layer_for, ordered
 from camlab.outcomes import localization_outcomes
 from camlab.scorecard import per_scene_scores
@@ -169,8 +169,6 @@ def _run(quick, datasets, methods, n_scenes, seed, lab_model, imagenet_model, ph
             row = evaluate_method(data, method, sanity=(data.name, method) not in skipped)
             rows.append(row)
             if verbose:
-                from camlab.evaluate.table import row_text
-
                 print(row_text(row), flush=True)
     finally:
         for model, where in moved.values():
