@@ -34,6 +34,7 @@ def assert_one_line_error(err: str, *fragments: str):
     (["--datasets", "lab", "imagenet"], ["invalid choice: 'imagenet'"]),
     (["--scenes", "0"], ["--scenes", "at least 1, got '0'"]),
     (["--scenes", "ten"], ["--scenes", "got 'ten'"]),
+    (["--scenes", "1"], ["--scenes 1: the lab set needs at least 2 scenes"]),
     (["--threads", "-1"], ["--threads", "got '-1'"]),
     (["--device", "tpu"], ["unknown device 'tpu'"]),
     (["--no-such-option"], ["unrecognized arguments: --no-such-option"]),

@@ -36,5 +36,5 @@ from camlab.evaluate.runner import DEFAULT_METHODS, estimate, evaluate_method, r
 from camlab.evaluate.table import COLUMNS, Table, format_markdown, format_table, save, to_csv, to_json
 
 __all__ = ["COLUMNS", "DEFAULT_METHODS", "EvalSet", "LAB_LAYOUTS", "LAB_THRESHOLD", "Table", "bundled_boxes",
-           "estimate", "evaluate_method", "format_markdown", "format_table", "lab_set", "main", "photo_set", "photos_with_boxes",
-           "run", "save", "to_csv", "to_json"]
+           "estimate", "evaluate_method", "format_markdown", "format_table", "lab_set", "main", "photo_set",
+           "photos_with_boxes", "run", "save", "to_csv", "to_json"]

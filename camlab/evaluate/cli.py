@@ -72,8 +72,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     from pathlib import Path
 
     from camlab.cli import UsageError, parse_methods
+    from camlab.evaluate.datasets import LAB_LAYOUTS
 
     args = build_parser().parse_args(argv)
+    if args.scenes is not None and args.scenes < len(LAB_LAYOUTS):
+        raise UsageError(f"--scenes {args.scenes}: the lab set needs at least {len(LAB_LAYOUTS)} scenes, one per "
+                         f"layout (instances, distractors) {LAB_LAYOUTS}")
     methods = parse_methods(args.methods) if args.methods is not None else list(DEFAULT_METHODS)
     _check_models(args)
     device = resolve_device(args.device)

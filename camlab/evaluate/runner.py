@@ -16,7 +16,7 @@ from torch import nn
 
 from camlab import metrics, stats
 from camlab.evaluate.datasets import EvalSet, lab_set, photo_set
-from camlab.evaluate.table import Table, save
+from camlab.evaluate.table import Table, row_text, save
 from camlab.methods.registry import build, builder, get_method, layer_for, ordered
 from camlab.outcomes import localization_outcomes
 from camlab.scorecard import per_scene_scores
@@ -169,8 +169,6 @@ def _run(quick, datasets, methods, n_scenes, seed, lab_model, imagenet_model, ph
             row = evaluate_method(data, method, sanity=(data.name, method) not in skipped)
             rows.append(row)
             if verbose:
-                from camlab.evaluate.table import row_text
-
                 print(row_text(row), flush=True)
     finally:
         for model, where in moved.values():
@@ -215,8 +213,8 @@ def _load_set(name, quick, n_scenes, seed, lab_model, imagenet_model, photos, no
                      f"each explained for its label and for its first distractor's class: {len(data.targets)} "
                      f"samples; model {model.camlab.name} at layer '{data.layer}'; ground truth boxes; localization "
                      f"error per scene at a {data.threshold:.0%} box threshold (chosen on held-out scenes; the paper's "
-                     f"15% gives 1.0 for every method on these small objects); pointing tolerance {data.tolerance} px; deletion/insertion "
-                     f"{data.steps} steps; sanity check on {len(data.sanity_samples)} samples")
+                     f"15% gives 1.0 for every method on these small objects); pointing tolerance {data.tolerance} px; "
+                     f"deletion/insertion {data.steps} steps; sanity check on {len(data.sanity_samples)} samples")
     else:
         data = photo_set(model, photos, steps=8 if quick else 28)
         notes.append(f"photos: {len(data.image_boxes)} bundled photos with boxes.json, {len(data.targets)} "

@@ -123,8 +123,9 @@ def _grid(table: Table) -> tuple[list[str], list[list[str]]]:
 
 def _notes(table: Table) -> list[str]:
     tiers = table.tier_lines()
-    heading = ["tiers, best first: each tier holds the best remaining method and every method whose paired difference "
-               "to it (same cases) has a 95% bootstrap interval containing 0 ('='); '>' separates tiers:"] if tiers else []
+    heading = ["tiers, best first: each tier holds the best remaining method and every method whose paired "
+               "difference to it (same cases) has a 95% bootstrap interval containing 0 ('='); '>' separates "
+               "tiers:"] if tiers else []
     return table.notes + _sizes(table) + heading + tiers
 
 
