@@ -184,3 +184,31 @@ def test_paper_form_matches_torchcam_whose_unmasked_score_cancels():
             theirs = extractor(3, model(x), normalized=False)[0]
     assert (ours > 0.1 * ours.max()).sum() > 10
     assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_masked_logits_by_hand_are_the_raw_material_of_both_forms():
+    """On the hand-worked net: the masked inputs x*H0, x*H1 give logits (ln 3, 0) and (0, 0); both forms' weights for
+    class 0 follow from them (probability: 3/4 and 1/2; paper: softmax(ln 3, 0) = 3/4, 1/4)."""
+    model = identity_layer_net()
+    score_cam = camlab.ScoreCAM(model, layer="0", progress=False)
+    logits, varying = score_cam.masked_logits(X)
+    expected = torch.tensor([[[math.log(3), 0.0], [0.0, 0.0]]])
+    assert varying.tolist() == [[True, True]]
+    assert torch.allclose(logits, expected, atol=1e-6)
+    assert torch.allclose(logits.softmax(-1)[..., 0], torch.tensor([[0.75, 0.5]]), atol=1e-6)
+    assert torch.allclose(logits[..., 0].softmax(-1), torch.tensor([[0.75, 0.25]]), atol=1e-6)
+
+
+@pytest.mark.parametrize("weighting", ["probability", "paper"])
+def test_masked_logits_give_the_weights_of_either_form_on_a_lab_model(weighting):
+    lab = camlab.load_model("lab_gap")
+    x = camlab.preprocess(camlab.lab.make_scenes(3, seed=5).images, lab)
+    score_cam = camlab.ScoreCAM(lab, layer="features", progress=False, weighting=weighting)
+    weights = score_cam.weights(score_cam.forward_pass(x, None))
+    logits, varying = score_cam.masked_logits(x)
+    classes = lab(x).argmax(1)[:, None, None].expand(-1, logits.shape[1], 1)
+    if weighting == "paper":
+        chosen = logits.gather(2, classes)[..., 0].masked_fill(~varying, -torch.inf).softmax(dim=1)
+    else:
+        chosen = logits.softmax(-1).gather(2, classes)[..., 0]
+    assert torch.allclose(torch.where(varying, chosen, 0.0), weights, atol=1e-5)

@@ -3,6 +3,7 @@ occlusion sensitivity. All run their extra forward passes in batches under ``tor
 progress bar (``progress=False`` turns it off)."""
 from __future__ import annotations
 
+import functools
 import weakref
 
 import torch
@@ -13,8 +14,10 @@ from camlab.ablation import ChannelAblation
 from camlab.maps import safe_divide, upsample
 from camlab.methods._calibrate import cache_key, run_in_batches
 from camlab.methods._fold import folded_copy
+from camlab.hooks import preserved_state
 from camlab.methods.base import Explainer, ForwardPass, LayerMethod, register
-from camlab.targets import Target, per_image, probabilities_of, scores
+from camlab.methods.checks import check_input, check_model_input
+from camlab.targets import Target, logits_of, per_image, probabilities_of, scores
 
 #: models that fail on channels-last inputs: Score-CAM runs their masked batches contiguous
 _CONTIGUOUS_ONLY: "weakref.WeakKeyDictionary[nn.Module, bool]" = weakref.WeakKeyDictionary()
@@ -158,20 +161,20 @@ class ScoreCAM(BatchedPerturbation):
                 return output
         return model(masked.contiguous())
 
-    def _masked_scores(self, model: nn.Module, image: torch.Tensor, channels: torch.Tensor, target,
+    def _masked_scores(self, model: nn.Module, image: torch.Tensor, channels: torch.Tensor, read,
                        bar) -> torch.Tensor:
-        """Scores of ``image`` (1,C,H,W) masked by each of ``channels`` (M,h,w), in batches (3-D: (1,C,D,H,W) and
-        (M,d,h,w), upsampled trilinearly)."""
+        """``read(output)`` of ``image`` (1,C,H,W) masked by each of ``channels`` (M,h,w), in batches: (M,) scores or
+        (M, classes) logits (3-D: (1,C,D,H,W) and (M,d,h,w), upsampled trilinearly)."""
         size = tuple(image.shape[2:])
         ones = [1] * len(size)
-        result = torch.empty(len(channels), dtype=channels.dtype, device=channels.device)
+        result: list[torch.Tensor] = []
 
         def run(start: int, stop: int) -> None:
             masks = upsample(channels[start:stop][None], size)[0]
             low = masks.flatten(1).amin(dim=1).view(-1, *ones)
             high = masks.flatten(1).amax(dim=1).view(-1, *ones)
             masks = ((masks - low) / (high - low)).to(image.dtype)
-            result[start:stop] = self._score(self._run_masked(model, image * masks[:, None]), target).to(result.dtype)
+            result.append(read(self._run_masked(model, image * masks[:, None])).to(channels.dtype))
             bar.update(stop - start)
 
         if self.batch_size is not None:
@@ -181,26 +184,56 @@ class ScoreCAM(BatchedPerturbation):
             largest = 256 if image.device.type == "cuda" else 64
             run_in_batches(len(channels), run, self.model, cache_key(image) + (model is self.model,), image.device,
                            largest=largest)
-        return result
+        return torch.cat(result)
 
-    def weights(self, forward: ForwardPass) -> torch.Tensor:
+    def _channel_values(self, forward: ForwardPass, reads: list) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """For each image i: its varying channels (those with a mask) and ``reads[i](output)`` on each one's masked
+        input, one masked pass per distinct mask (channels with identical maps share it)."""
         x, activations = forward.inputs.detach(), forward.activations
-        n, k = activations.shape[:2]
-        weights = torch.zeros(n, k, dtype=activations.dtype, device=activations.device)
-        work = [self._distinct_channels(activations[i]) for i in range(n)]
+        work = [self._distinct_channels(activations[i]) for i in range(len(activations))]
         total = sum(len(representatives) for _, representatives, _ in work)
-        targets = forward.per_image_targets()  # image i's target, scored on image i's masked copies only
+        values = []
         with torch.inference_mode(), tqdm(total=total, desc="Score-CAM", unit="mask", disable=not self.progress,
                                           leave=False) as bar:
             model = self._scoring_model(forward) if total else self.model
             for i, (varying, representatives, inverse) in enumerate(work):
-                unique_scores = self._masked_scores(model, x[i:i + 1], activations[i, representatives],
-                                                    targets[i], bar)
-                channel_scores = unique_scores[inverse]
-                if self.weighting == "paper":
-                    channel_scores = channel_scores.softmax(dim=0)
-                weights[i, varying] = channel_scores
+                if not len(varying):
+                    values.append((varying, None))
+                    continue
+                unique = self._masked_scores(model, x[i:i + 1], activations[i, representatives], reads[i], bar)
+                values.append((varying, unique[inverse]))
+        return values
+
+    def weights(self, forward: ForwardPass) -> torch.Tensor:
+        activations = forward.activations
+        weights = torch.zeros(activations.shape[:2], dtype=activations.dtype, device=activations.device)
+        # image i's target, scored on image i's masked copies only
+        reads = [functools.partial(self._score, target=target) for target in forward.per_image_targets()]
+        for i, (varying, channel_scores) in enumerate(self._channel_values(forward, reads)):
+            if channel_scores is not None:
+                weights[i, varying] = channel_scores.softmax(dim=0) if self.weighting == "paper" else channel_scores
         return weights
+
+    def masked_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""The model's logits on every channel's masked input, :math:`f(x \odot H_k)`, (N,K,classes), and which
+        channels have a mask, (N,K) bool (the rows of constant channels are 0). Both weightings are read from it
+        for class :math:`c`: ``"probability"`` = ``logits.softmax(-1)[..., c]``; ``"paper"`` = the softmax over
+        the varying channels of ``logits[..., c]``. It runs the same masked passes as the map (one per distinct
+        mask, on the BatchNorm-folded copy, at the measured batch size), for a model whose output holds class
+        logits (:func:`camlab.targets.logits_of`); the model is restored afterwards like after any call."""
+        x = check_input(x, self.volumetric, type(self).__name__)
+        check_model_input(self.model, x)
+        with preserved_state(self.model):
+            forward = self.forward_pass(x, None)
+            values = self._channel_values(forward, [logits_of] * len(x))
+        n, k = forward.activations.shape[:2]
+        logits = torch.zeros(n, k, forward.logits.shape[1], dtype=forward.activations.dtype, device=x.device)
+        varying = torch.zeros(n, k, dtype=torch.bool, device=x.device)
+        for i, (channels, channel_logits) in enumerate(values):
+            varying[i, channels] = True
+            if channel_logits is not None:
+                logits[i, channels] = channel_logits
+        return logits, varying
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(model={type(self.model).__name__}, layer={self.layer_name!r}, "
