@@ -113,6 +113,24 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
                 param.requires_grad_(flag)
 
 
+def add_forward_hooks(handles: list, hooks) -> None:
+    """Register each ``(module, hook)`` of ``hooks`` as a forward hook, appending the handles to ``handles``; if one
+    registration fails, the hooks registered so far are removed before the error propagates."""
+    try:
+        for module, hook in hooks:
+            handles.append(module.register_forward_hook(hook))
+    except BaseException:
+        remove_hooks(handles)
+        raise
+
+
+def remove_hooks(handles: list) -> None:
+    """Remove every hook in ``handles`` and empty the list."""
+    for handle in handles:
+        handle.remove()
+    handles.clear()
+
+
 class ActivationCapture:
     """Forward hooks that keep the outputs of one layer or several (``modules``: a module or a list of them).
 
@@ -157,18 +175,11 @@ class ActivationCapture:
         return hook
 
     def __enter__(self) -> "ActivationCapture":
-        try:
-            for index, module in enumerate(self.modules):
-                self._handles.append(module.register_forward_hook(self._hook(index)))
-        except BaseException:
-            self.__exit__()
-            raise
+        add_forward_hooks(self._handles, ((module, self._hook(index)) for index, module in enumerate(self.modules)))
         return self
 
     def __exit__(self, *exc) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        remove_hooks(self._handles)
 
     @property
     def activations(self) -> list[torch.Tensor]:

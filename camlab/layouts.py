@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from camlab.hooks import model_name, preserved_state
+from camlab.hooks import add_forward_hooks, model_name, preserved_state, remove_hooks
 
 NCHW, NHWC, TOKENS, CUSTOM = "NCHW", "NHWC", "tokens", "reshape_transform"
 
@@ -322,19 +322,13 @@ class LayoutRecorder:
         return hook
 
     def __enter__(self) -> "LayoutRecorder":
-        try:
-            for name, module in self.model.named_modules():
-                if name and not isinstance(module, torch.jit.ScriptModule):  # scripted modules take no hooks
-                    self._handles.append(module.register_forward_hook(self._hook(name)))
-        except BaseException:
-            self.__exit__()
-            raise
+        # every named submodule but TorchScript ones, which take no hooks
+        add_forward_hooks(self._handles, ((module, self._hook(name)) for name, module in self.model.named_modules()
+                                          if name and not isinstance(module, torch.jit.ScriptModule)))
         return self
 
     def __exit__(self, *exc) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        remove_hooks(self._handles)
         self._produced.clear()
         self._keep.clear()
         _settle(self.model, self.records)
