@@ -56,7 +56,12 @@ def check_input(x, volumetric: bool = False, method: str = "") -> torch.Tensor:
 
 def check_finite(tensor: torch.Tensor, what: str) -> None:
     """Raise a ``ValueError`` if ``tensor`` holds NaN or infinite values (``what`` names it in the message)."""
-    if tensor.device.type == "meta" or bool(torch.isfinite(tensor).all()):
+    if tensor.device.type == "meta":
+        return
+    # one reduction instead of a boolean copy: NaN and inf propagate into the sum, so a finite sum means every value
+    # is finite (a sum that overflows although every value is finite falls through to the exact check)
+    if bool(torch.isfinite(tensor.sum(dtype=torch.float64 if tensor.dtype == torch.float64 else torch.float32))) \
+            or bool(torch.isfinite(tensor).all()):
         return
     nan = int(torch.isnan(tensor).sum())
     inf = int(torch.isinf(tensor).sum())
