@@ -102,15 +102,20 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
             requires_grad={param: param.requires_grad for param in model.parameters()},
         )
         grad_mode = torch.is_grad_enabled()
-        model.eval()
+        if any(saved.training.values()):
+            model.eval()
         try:
             yield
         finally:
             torch.set_grad_enabled(grad_mode)
+            # restore only what differs: setting an attribute of an nn.Module is slow, and a model in eval mode
+            # with unchanged flags (the usual case) then costs nothing here
             for module, training in saved.training.items():
-                module.training = training
+                if module.training != training:
+                    module.training = training
             for param, flag in saved.requires_grad.items():
-                param.requires_grad_(flag)
+                if param.requires_grad != flag:
+                    param.requires_grad_(flag)
 
 
 def add_forward_hooks(handles: list, hooks) -> None:
