@@ -203,3 +203,16 @@ def test_predict_and_the_metrics_read_the_logits_of_a_wrapped_output():
     maps = torch.rand(2, 8, 8, generator=torch.Generator().manual_seed(2))
     for metric in (camlab.metrics.average_drop, camlab.metrics.deletion_auc):
         assert metric(wrapped, x_batch(), maps, target=[0, 2]) == metric(plain, x_batch(), maps, target=[0, 2])
+
+
+def test_tensors_finds_every_tensor_in_a_nested_output_in_order():
+    """The one walker of output structures (the layer-path check reads its float tensors): dataclass fields, dict
+    values, tuple and list items, nested."""
+    @dataclass
+    class Out:
+        logits: torch.Tensor
+        extra: dict
+
+    a, b, c, d = (torch.full((1,), float(i)) for i in range(4))
+    found = targets.tensors((Out(a, {"x": [b, "label"], "y": c}), d, None))
+    assert [float(t) for t in found] == [0.0, 1.0, 2.0, 3.0]

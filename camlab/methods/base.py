@@ -44,11 +44,17 @@ class Explainer:
         self.model = model
 
     def __call__(self, x: torch.Tensor, target: Target = None, raw: bool = False) -> torch.Tensor:
-        x = check_input(x, self.volumetric, type(self).__name__)
-        check_model_input(self.model, x)
+        x = self.checked_input(x)
         with preserved_state(self.model):
             maps = self.compute(x, target)
         return self.present(maps.detach(), x, raw)
+
+    def checked_input(self, x) -> torch.Tensor:
+        """``x`` after the checks every call runs before touching the model: type, shape and finite values
+        (:func:`check_input`), and the model's device and dtype (:func:`check_model_input`)."""
+        x = check_input(x, self.volumetric, type(self).__name__)
+        check_model_input(self.model, x)
+        return x
 
     def present(self, maps: torch.Tensor, x: torch.Tensor, raw: bool) -> torch.Tensor:
         """The computed maps as returned: ReLU (unless ``relu=False``), then, unless ``raw``, upsampled to the

@@ -14,11 +14,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_leaves
 
 from camlab.hooks import ActivationCapture
 from camlab.layouts import Layout, LayoutReader, check_map
-from camlab.targets import Target, class_indices, detach, fixed, logits_of, per_image, scores
+from camlab.targets import Target, class_indices, detach, fixed, logits_of, per_image, scores, tensors
 
 
 @dataclass(frozen=True)
@@ -110,8 +109,8 @@ def _gradients(target_scores: torch.Tensor, activations: list[torch.Tensor], nam
 
 
 def _tensors(output) -> list[torch.Tensor]:
-    """The floating-point tensors in a model output (a tensor, or lists / tuples / dicts of them)."""
-    return [leaf for leaf in tree_leaves(output) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point()]
+    """The floating-point tensors in a model output (:func:`camlab.targets.tensors`)."""
+    return [tensor for tensor in tensors(output) if tensor.is_floating_point()]
 
 
 #: model -> the layers already found to feed its output (checked once per model and layer)
@@ -178,16 +177,17 @@ def capture(model: nn.Module, x: torch.Tensor, target: Target, layers: list[tupl
     names = [name for name, _ in layers]
     verified = _ON_PATH.get(model, ())
     check = not differentiable and not all(module in verified for _, module in layers)
-    with torch.inference_mode(False), ActivationCapture([m for _, m in layers], differentiable or check) as hooks, \
-            LayoutReader(model, x, layers, reshape_transform) as reader:
-        if x.is_inference():
-            x = x.clone()
-        torch.set_grad_enabled(False)
-        output = model(x)
-        activations = hooks.activations
-        target_scores = scores(output, target, n=x.shape[0]) if scored or differentiable else None
-        gradients = _gradients(target_scores, activations, names) if differentiable else [None] * len(layers)
-        if check:
+    with torch.inference_mode(False):
+        with ActivationCapture([m for _, m in layers], differentiable or check) as hooks, \
+                LayoutReader(model, x, layers, reshape_transform) as reader:
+            if x.is_inference():
+                x = x.clone()
+            torch.set_grad_enabled(False)
+            output = model(x)
+            activations = hooks.activations
+            target_scores = scores(output, target, n=x.shape[0]) if scored or differentiable else None
+            gradients = _gradients(target_scores, activations, names) if differentiable else [None] * len(layers)
+        if check:  # after the hooks are gone, so that its NaN pass is neither captured nor recorded
             check_on_path(model, x, layers, activations, output)
     outputs = tuple(_read_layers(names, reader.layouts(), activations, gradients, x, reshape_transform))
     detached = None if target_scores is None else target_scores.detach()

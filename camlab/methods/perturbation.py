@@ -16,7 +16,6 @@ from camlab.methods._calibrate import cache_key, run_in_batches
 from camlab.methods._fold import folded_copy
 from camlab.hooks import preserved_state
 from camlab.methods.base import Explainer, ForwardPass, LayerMethod, register
-from camlab.methods.checks import check_input, check_model_input
 from camlab.targets import Target, logits_of, per_image, probabilities_of, scores
 
 #: models that fail on channels-last inputs: Score-CAM runs their masked batches contiguous
@@ -221,8 +220,7 @@ class ScoreCAM(BatchedPerturbation):
         the varying channels of ``logits[..., c]``. It runs the same masked passes as the map (one per distinct
         mask, on the BatchNorm-folded copy, at the measured batch size), for a model whose output holds class
         logits (:func:`camlab.targets.logits_of`); the model is restored afterwards like after any call."""
-        x = check_input(x, self.volumetric, type(self).__name__)
-        check_model_input(self.model, x)
+        x = self.checked_input(x)
         with preserved_state(self.model):
             forward = self.forward_pass(x, None)
             values = self._channel_values(forward, [logits_of] * len(x))

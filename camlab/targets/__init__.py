@@ -38,13 +38,13 @@ import torch
 
 from camlab.targets.objects import (BinaryTarget, ClassTarget, DetectionTarget, EmbeddingTarget, SegmentationTarget,
                                     as_index, check_classes, class_probability)
-from camlab.targets.outputs import batch_size, detach, logits_of, split
+from camlab.targets.outputs import batch_size, detach, logits_of, split, tensors
 
 Target = Union[None, int, Sequence, torch.Tensor, Callable[[Any], torch.Tensor]]
 
 __all__ = ["BinaryTarget", "ClassTarget", "DetectionTarget", "EmbeddingTarget", "SegmentationTarget", "Target",
            "batch_size", "class_indices", "detach", "fixed", "is_score_function", "logits_of", "per_image",
-           "probabilities_of", "scores", "split"]
+           "probabilities_of", "scores", "split", "tensors"]
 
 _KINDS = ("(a target is None, an integer class index, a callable output -> (N,) scores such as a target object "
           "from camlab.targets, or a sequence with one of those per image)")

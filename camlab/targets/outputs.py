@@ -120,6 +120,13 @@ def _children(output: Any) -> list:
     return []
 
 
+def tensors(output: Any) -> list[torch.Tensor]:
+    """Every tensor in ``output`` (a tensor, or tuples, lists, dicts and dataclasses of them, nested), in order."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    return [tensor for child in _children(output) for tensor in tensors(child)]
+
+
 def detach(output: Any) -> Any:
     """``output`` with every tensor in it detached (tensors, tuples, lists, dicts, dataclasses; other objects are
     kept as they are)."""
