@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import PERTURBED_ARITHMETIC
+from camlab.course import PERTURBED_ARITHMETIC
 
 _PROBE = """
 import torch, camlab
@@ -34,3 +34,17 @@ def test_the_perturbed_arithmetic_changes_raw_floats_but_not_what_the_notebooks_
     perturbed = _run(PERTURBED_ARITHMETIC)
     assert native[0] != perturbed[0], f"the perturbation changed no float ({native[0]}): it would prove nothing"
     assert native[1] == perturbed[1], "a probability printed at 4 decimals should not change"
+
+
+def test_notebook_kernels_get_the_perturbed_arithmetic(monkeypatch):
+    """The root conftest.py recognises nbval's cell items by their class name: if nbval renamed it, notebooks
+    would silently run under the native arithmetic again."""
+    import nbval.plugin
+
+    import conftest
+
+    assert hasattr(nbval.plugin, "IPyNbCell")
+    environment = {}
+    monkeypatch.setattr(os, "environ", environment)
+    conftest.pytest_runtest_setup(type("IPyNbCell", (), {})())
+    assert environment == PERTURBED_ARITHMETIC
