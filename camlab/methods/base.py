@@ -20,7 +20,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from camlab.hooks import last_spatial_layer, preserved_state, resolve_layer
+from camlab.hooks import preserved_state, resolve_layer
+from camlab.layouts import last_spatial_layer
 from camlab.maps import scale, upsample
 from camlab.methods.checks import LOW_PRECISION, check_finite, check_input, check_model_input  # noqa: F401
 from camlab.methods.forward import ForwardPass, LayerOutput, capture, check_feature_map  # noqa: F401 (public here)
