@@ -137,8 +137,19 @@ def plan_outputs(sources: list[Source], methods: list[str], args) -> list[Job]:
             if writers.setdefault(path, job.source) != job.source:
                 raise UsageError(f"{writers[path].spec!r} and {job.source.spec!r} would both write {str(path)!r}; "
                                  "explain them in separate runs with different --out-dir")
+    _check_not_an_input(writers, sources)
     check_overwrite(list(writers), args.force)
     return jobs
+
+
+def _check_not_an_input(outputs, sources: list[Source]) -> None:
+    """An output may not be one of the inputs, ``--force`` or not: writing the video while it is being read truncated
+    it (60 frames became 16) and still exited 0."""
+    inputs = {Path(source.spec).resolve(): source.spec for source in sources if Path(source.spec).exists()}
+    for path in outputs:
+        if path.resolve() in inputs:
+            raise UsageError(f"the output {str(path)!r} is the input {inputs[path.resolve()]!r}; write the result "
+                             "elsewhere (--out OTHER_FILE or --out-dir FOLDER)")
 
 
 def read_image(spec: str):
