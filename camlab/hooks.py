@@ -17,6 +17,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+def check_hookable(model: nn.Module) -> None:
+    """camlab reads layers through forward hooks, which TorchScript modules do not support: refuse them with what to
+    do instead (before any layer advice, which would send the user looking for a layer that cannot work)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TypeError(f"{type(model).__name__} is a TorchScript model: camlab reads layers with forward hooks, which "
+                        "TorchScript does not support; explain the original nn.Module (before torch.jit.script / "
+                        "torch.jit.trace)")
+
+
 def model_name(model: nn.Module) -> str:
     info = getattr(model, "camlab", None)
     return getattr(info, "name", None) or type(model).__name__

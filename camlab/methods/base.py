@@ -20,7 +20,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from camlab.hooks import preserved_state, resolve_layer
+from camlab.hooks import check_hookable, preserved_state, resolve_layer
 from camlab.layouts import last_spatial_layer
 from camlab.maps import scale, upsample
 from camlab.methods.checks import LOW_PRECISION, check_finite, check_input, check_model_input  # noqa: F401
@@ -99,6 +99,7 @@ class LayerMethod(Explainer):
 
     def __init__(self, model: nn.Module, layer=None, *, relu: bool = True, reshape_transform=None):
         super().__init__(model)
+        check_hookable(model)
         if reshape_transform is not None and not callable(reshape_transform):
             raise TypeError("reshape_transform must be a callable mapping the layer's output to (N,C,h,w), not "
                             f"{type(reshape_transform).__name__}")
