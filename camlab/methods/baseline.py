@@ -19,8 +19,10 @@ class RandomCAM(LayerMethod):
     uses_target = False
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
-                 reshape_transform=None, seed: int = 0):
-        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform)
+                 reshape_transform=None, aug_smooth: bool = False,
+                 eigen_smooth: bool = False, seed: int = 0):
+        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform,
+                         aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         self.seed = seed
 
     def weights(self, forward: ForwardPass) -> torch.Tensor:
