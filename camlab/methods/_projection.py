@@ -2,9 +2,12 @@ r"""Projections of a layer's (weighted) activations on their first (kernel) prin
 
 Shared by ``eigen_smooth`` (every layer method, :meth:`camlab.methods.base.LayerMethod.layer_map`), Eigen-Grad-CAM
 and KPCA-CAM. A layer's (N,K,h,w) tensor is read as N matrices :math:`O` of shape (positions x channels), one row
-per position. An SVD's or eigendecomposition's vectors are defined only up to sign, so every projection here is
-flipped, if needed, to correlate positively with the channel sum of :math:`O` (the map the channels add up to;
-ties: the direction's entries sum to >= 0), the rule of :class:`camlab.EigenCAM`: the map never flips at random.
+per position, centred per channel over the positions as principal component analysis does (and pytorch-grad-cam's
+``get_2d_projection``; :class:`camlab.EigenCAM` alone follows its paper's uncentred formula). An SVD's or
+eigendecomposition's vectors are defined only up to sign, so every projection here is flipped, if needed, to
+correlate positively with the channel sum of the uncentred :math:`O` (the map the channels add up to; ties: the
+direction's entries sum to >= 0), the rule of :class:`camlab.EigenCAM`: the map never flips at random (the peer keeps
+whatever sign numpy's SVD returns).
 """
 from __future__ import annotations
 
@@ -27,19 +30,17 @@ def as_matrix(activations: torch.Tensor) -> torch.Tensor:
     return activations.flatten(2).transpose(1, 2).double()
 
 
-def first_direction(matrix: torch.Tensor) -> torch.Tensor:
-    """(N,K) the first right singular vector :math:`v_1` of each uncentred (N,P,K) ``matrix``, sign-fixed."""
-    _, _, vh = torch.linalg.svd(matrix, full_matrices=False)
-    first = vh[:, 0, :]
-    projection = torch.einsum("npk,nk->np", matrix, first)
-    return first * _signs(projection, matrix.sum(dim=2), first.sum(dim=1))[:, None]
-
-
 def first_component(weighted: torch.Tensor) -> torch.Tensor:
-    r"""(N,*spatial) the projection :math:`O v_1` of the (N,K,*spatial) ``weighted`` activations on their first right
-    singular vector (uncentred, as Eigen-CAM's formula; sign-fixed), in ``weighted``'s dtype."""
+    r"""(N,*spatial) the first principal component score of every position: the projection
+    :math:`(O - \bar O)\, v_1` of the (N,K,*spatial) ``weighted`` activations, centred per channel over the positions,
+    on the first right singular vector :math:`v_1` of :math:`O - \bar O` (sign-fixed against the channel sum of
+    :math:`O`), in ``weighted``'s dtype."""
     matrix = as_matrix(weighted)
-    projection = torch.einsum("npk,nk->np", matrix, first_direction(matrix))
+    centred = matrix - matrix.mean(dim=1, keepdim=True)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    first = vh[:, 0, :]
+    projection = torch.einsum("npk,nk->np", centred, first)
+    projection = projection * _signs(projection, matrix.sum(dim=2), first.sum(dim=1))[:, None]
     return projection.reshape(weighted.shape[0], *weighted.shape[2:]).to(weighted.dtype)
 
 

@@ -92,14 +92,15 @@ class LayerMethod(Explainer):
 
     Two options of every layer method, as pytorch-grad-cam's ``aug_smooth`` and ``eigen_smooth``:
 
-    * ``eigen_smooth=True``: the map is the projection of the weighted activations :math:`w_k \\odot A^k` (N,K,h,w) on
-      their first principal direction instead of their sum over the channels,
-      :math:`L = \\mathrm{ReLU}(O v_1)` with :math:`O` the (hw x K) matrix of :math:`w_k \\odot A^k` and :math:`v_1` its
-      first right singular vector (:func:`camlab.methods._projection.first_component`). As :class:`camlab.EigenCAM`,
-      whose paper gives the formula (Muhammad & Yeasin, IJCNN 2020, https://arxiv.org/abs/2008.00299), :math:`O` is
-      not centred and :math:`v_1`'s sign makes the projection correlate positively with the unsmoothed map
-      :math:`\\sum_k w_k A^k`. pytorch-grad-cam (``get_2d_projection``) centres :math:`O` per channel first and keeps
-      numpy's arbitrary sign, so its smoothed maps may come out inverted.
+    * ``eigen_smooth=True``: the map is the first principal component score of the weighted activations
+      :math:`w_k \\odot A^k` (N,K,h,w) instead of their sum over the channels,
+      :math:`L = \\mathrm{ReLU}\\big((O - \\bar O)\\, v_1\\big)` with :math:`O` the (hw x K) matrix of :math:`w_k \\odot A^k`,
+      :math:`\\bar O` its per-channel mean over the positions and :math:`v_1` the first right singular vector of
+      :math:`O - \\bar O` (:func:`camlab.methods._projection.first_component`). The option has no paper: camlab follows
+      pytorch-grad-cam's ``get_2d_projection``, centring included (without it the first direction of signed weighted
+      activations is close to their mean and the map comes out one-signed: all zero after ReLU on random resnet18's
+      layer4, measured), and fixes the sign the peer leaves to numpy's SVD: the projection correlates positively with
+      the unsmoothed map :math:`\\sum_k w_k A^k`. Where the peer's SVD returns the other sign its map is inverted.
     * ``aug_smooth=True``: the mean of the maps of 6 augmented inputs (horizontal flip x intensity 0.9 / 1 / 1.1),
       each mapped back (:mod:`camlab.methods._augment`).
     """

@@ -230,7 +230,12 @@ abla_R)` with :math:`M` is :math:`H_R L^	op M` in raw space, and :math:`L` of it
                 continue
             gradient_map = layout.to_map(gradient)
             vector = layout.to_map(activation.detach())
-            (product,) = torch.autograd.grad(gradient_map, activation, grad_outputs=vector, allow_unused=True)
+            try:
+                (product,) = torch.autograd.grad(gradient_map, activation, grad_outputs=vector, allow_unused=True)
+            except RuntimeError as error:  # an op without a second derivative in torch (e.g. hardsigmoid)
+                raise RuntimeError(f"this method needs second derivatives of the score, but torch cannot differentiate "
+                                   f"twice through the model after this layer ({error}); choose a later layer, after "
+                                   "that operation") from error
             product = torch.zeros_like(activation) if product is None else product
             products.append(layout.to_map(product.detach()))
     return products

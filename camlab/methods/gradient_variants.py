@@ -38,13 +38,15 @@ class EigenGradCAM(HiResCAM):
     Eigen-CAM (Muhammad & Yeasin, IJCNN 2020, https://arxiv.org/abs/2008.00299) applied to the class-discriminative
     products :math:`g \odot A` instead of the activations:
 
-    .. math:: L^c = \mathrm{ReLU}(O\, v_1), \qquad O_{(ij),k} = \frac{\partial y^c}{\partial A^k_{ij}} A^k_{ij}
+    .. math:: L^c = \mathrm{ReLU}\big((O - \bar O)\, v_1\big), \qquad
+              O_{(ij),k} = \frac{\partial y^c}{\partial A^k_{ij}} A^k_{ij}
 
-    with :math:`v_1` the first right singular vector of the (hw x K) matrix :math:`O`, i.e. HiResCAM with
-    ``eigen_smooth`` (always on here). As :class:`camlab.EigenCAM` and the Eigen-CAM paper's formula, :math:`O` is not
-    centred, and :math:`v_1`'s sign makes the map correlate positively with HiResCAM's :math:`\sum_k g^k \odot A^k`.
-    pytorch-grad-cam centres :math:`O` per channel before its SVD and keeps numpy's arbitrary sign
-    (``get_2d_projection``), so its map can differ by the centring and come out inverted (pinned by a test).
+    with :math:`\bar O` the per-channel mean of :math:`O` over the positions and :math:`v_1` the first right singular
+    vector of :math:`O - \bar O`: HiResCAM with ``eigen_smooth`` (always on here,
+    :func:`camlab.methods._projection.first_component`). Centred as pytorch-grad-cam (``get_2d_projection``); unlike
+    the peer, which keeps numpy's arbitrary sign, :math:`v_1`'s sign makes the map correlate positively with
+    HiResCAM's :math:`\sum_k g^k \odot A^k`, so where the peer's SVD returns the other sign its map is inverted
+    (pinned by a test).
     """
 
     principal = True
