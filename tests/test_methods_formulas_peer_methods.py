@@ -233,3 +233,22 @@ def test_eigen_smooth_changes_nothing_where_the_map_already_is_a_principal_compo
     model = tiny_net().eval()
     plain = camlab.build(name, model)(x_batch(), target=[0, 2])
     assert torch.equal(plain, camlab.build(name, model, eigen_smooth=True)(x_batch(), target=[0, 2]))
+
+
+def test_sobel_baseline_on_a_vertical_step():
+    """One-channel 3x3 image with rows [0, 0, 1] (a plain model: the input is used as it is). Reflect-101 padding
+    gives each row [0 | 0 0 1 | 0]; the x-derivative (1,2,1)-weighted over identical rows is 4 (p[j+1] - p[j-1]):
+    0, 4, 0; the y-derivative is 0. L = (|gx| + |gy|)/2 = [0, 2, 0] in every row."""
+    x = torch.tensor([[[[0.0, 0.0, 1.0]] * 3]])
+    heat = camlab.SobelCAM(nn.Identity())(x, raw=True)
+    assert torch.allclose(heat[0], torch.tensor([[0.0, 2.0, 0.0]] * 3))
+
+
+def test_sobel_baseline_reads_pixels_of_a_camlab_model():
+    """For a camlab model the normalised input is unnormalised first: the map of the model input equals the map of
+    the [0,1] picture given to a plain module."""
+    model = camlab.load_model("efficientnet_lite0")
+    pixels = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    from_input = camlab.SobelCAM(model)(model.camlab.normalize(pixels), raw=True)
+    from_pixels = camlab.SobelCAM(nn.Identity())(pixels, raw=True)
+    assert torch.allclose(from_input, from_pixels, atol=1e-5)

@@ -155,3 +155,18 @@ def test_kpcacam_equals_scikit_learn_kernel_pca_up_to_its_sign(model_name, layer
     channel_sum = activations.sum(dim=1).double()
     assert ((ours * channel_sum).sum(dim=(1, 2)) >= 0).all()
     assert all(peer.abs().max() == peer.max() for peer in reference)
+
+
+def test_sobel_baseline_matches_pytorch_grad_cam_where_nothing_saturates():
+    """A low-contrast photo (pixels in [0, 0.2], so no derivative exceeds 255 and the peer's ``convertScaleAbs``
+    clips nothing), quantised to uint8 for the peer: the maps agree to the peer's uint8 rounding (grey level, each
+    derivative and the average rounded: at most 4 units of 255) relative to its peak."""
+    from pytorch_grad_cam.sobel_cam import sobel_cam
+
+    picture = camlab.load_image("cat")
+    pixels = torch.tensor(np.array(picture.resize((64, 64))), dtype=torch.float64).permute(2, 0, 1)[None]
+    pixels = torch.round(pixels * 0.2) / 255
+    theirs = torch.from_numpy(sobel_cam(np.uint8(np.round(pixels[0].permute(1, 2, 0).numpy() * 255)))).double()
+    ours = camlab.SobelCAM(torch.nn.Identity())(pixels.float()).double()
+    assert theirs.max() < 255
+    assert float((ours - theirs / theirs.max()).abs().max()) <= 4 / float(theirs.max())
