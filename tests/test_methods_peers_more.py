@@ -16,7 +16,12 @@ pytest.importorskip("pytorch_grad_cam")
 
 CASES = [("resnet18", "layer4"), ("resnet18", "layer2"), ("mobilenet_v3_small", "features.12")]
 TARGETS = [1, 4, 7]
-TOLERANCE = 1e-5  # max |difference| of [0,1] maps; measured <= 7e-6 (float32 maths, cv2 resize)
+#: max |difference| of the [0,1] maps, per model. resnet18: measured <= 7e-6 (float32 maths, cv2's resize).
+#: mobilenet_v3_small's random last layer gives raw maps that span only ~7e-6 (Grad-CAM element-wise, Finer-CAM) to
+#: 1e-3 (FEM) around their level, so float32 rounding in either library is magnified by the min-max scaling:
+#: measured up to 2.1e-4 (element-wise), 1.5e-5 (FEM), 1.2e-5 (Finer-CAM)
+TOLERANCES = {"resnet18": 1e-5, "mobilenet_v3_small": 5e-4}
+TOLERANCE = TOLERANCES["resnet18"]
 
 
 def inputs() -> torch.Tensor:
@@ -47,7 +52,7 @@ def test_same_maps_as_pytorch_grad_cam(model_name, layer, method, peer):
     ours = camlab.build(method, model, layer)(x, target=TARGETS)
     theirs = peer_map(getattr(pgc, peer), model, layer, x)
     assert ours.flatten(1).amax(1).sum() >= 1, "degenerate test: all-zero maps"
-    assert largest_difference(ours, theirs) <= TOLERANCE
+    assert largest_difference(ours, theirs) <= TOLERANCES[model_name]
 
 
 def test_shapleycam_hessian_term_matches_the_peer_on_a_softmax_target():
@@ -82,7 +87,7 @@ def test_finercam_same_maps_as_pytorch_grad_cam(model_name, layer):
     ours = camlab.FinerCAM(model, layer=layer)(x)
     theirs = peer_map(pgc.FinerCAM, model, layer, x, targets=None)
     assert ours.flatten(1).amax(1).sum() >= 1, "degenerate test: all-zero maps"
-    assert largest_difference(ours, theirs) <= TOLERANCE
+    assert largest_difference(ours, theirs) <= TOLERANCES[model_name]
 
 
 @pytest.mark.parametrize("model_name, layer", CASES)
@@ -95,7 +100,7 @@ def test_aug_smooth_same_maps_as_pytorch_grad_cam_up_to_the_final_scaling(model_
     ours = camlab.build(method, model, layer, aug_smooth=True)(x, target=TARGETS)
     theirs = peer_map(getattr(pgc, peer), model, layer, x, aug_smooth=True)
     assert theirs.flatten(1).amax(1).max() <= 1
-    assert largest_difference(ours, camlab.scale(theirs)) <= TOLERANCE
+    assert largest_difference(ours, camlab.scale(theirs)) <= TOLERANCES[model_name]
 
 
 def _same_up_to_sign(ours: torch.Tensor, theirs: torch.Tensor, tolerance: float) -> list[int]:
@@ -133,10 +138,10 @@ def test_principal_component_equals_the_peers_up_to_its_sign(model_name, layer, 
     theirs = peer_map(getattr(pgc, peer), model, layer, x, **({"eigen_smooth": True} if smoothed else {}))
     for image, sign in enumerate(signs):
         if sign == 1:
-            assert largest_difference(ours[image], theirs[image]) <= TOLERANCE
+            assert largest_difference(ours[image], theirs[image]) <= TOLERANCES[model_name]
         else:
             inverted = camlab.scale(camlab.upsample(ours_raw[image:image + 1].neg().clamp_min(0), x.shape[2:]))
-            assert largest_difference(inverted[0], theirs[image]) <= TOLERANCE
+            assert largest_difference(inverted[0], theirs[image]) <= TOLERANCES[model_name]
 
 
 @pytest.mark.parametrize("model_name, layer", CASES)
