@@ -11,7 +11,10 @@ from camlab.methods.gradient import (GradCAM, GradCAMPlusPlus, GradientMethod, H
 from camlab.methods.perturbation import AblationCAM, Occlusion, ScoreCAM
 from camlab.methods.eigen import EigenCAM
 from camlab.methods.guided import Deconvnet, Gradient, GuidedBackprop, GuidedGradCAM
-from camlab.methods.baseline import RandomCAM
+from camlab.methods.baseline import RandomCAM, SobelCAM
+from camlab.methods.gradient_variants import (EigenGradCAM, FinerCAM, FinerTarget, GradCAMElementWise,
+                                              ShapleyCAM)
+from camlab.methods.gradient_free import FEM, KPCACAM
 
 __all__ = [
     "METHODS", "SELECTIONS", "build", "get_method", "ordered", "register",
@@ -19,4 +22,5 @@ __all__ = [
     "CAM", "GradCAM", "GradientMethod", "GradCAMPlusPlus", "XGradCAM", "HiResCAM", "LayerCAM",
     "SmoothGradCAMPlusPlus", "Gradient", "Deconvnet", "GuidedBackprop", "GuidedGradCAM",
     "ScoreCAM", "AblationCAM", "Occlusion", "EigenCAM", "RandomCAM",
+    "SobelCAM", "GradCAMElementWise", "EigenGradCAM", "ShapleyCAM", "FinerCAM", "FinerTarget", "KPCACAM", "FEM",
 ]

@@ -48,8 +48,10 @@ class CAM(LayerMethod):
     uses_gradients = False
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
-                 reshape_transform=None):
-        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform)
+                 reshape_transform=None, aug_smooth: bool = False,
+                 eigen_smooth: bool = False):
+        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform,
+                         aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         self.classifier: nn.Module | None = None
         if getattr(model, "camlab", None) is not None:
             self.find_classifier(dummy_input(model))

@@ -29,8 +29,10 @@ class BatchedPerturbation(LayerMethod):
     uses_gradients = False
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
-                 reshape_transform=None, batch_size: int = 64, progress: bool = True):
-        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform)
+                 reshape_transform=None, aug_smooth: bool = False, eigen_smooth: bool = False,
+                 batch_size: int = 64, progress: bool = True):
+        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform,
+                         aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size, self.progress = batch_size, progress
@@ -107,10 +109,12 @@ class ScoreCAM(BatchedPerturbation):
     WEIGHTINGS = ("probability", "paper")
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
-                 reshape_transform=None, batch_size: int | None = None, progress: bool = True,
+                 reshape_transform=None, aug_smooth: bool = False, eigen_smooth: bool = False,
+                 batch_size: int | None = None, progress: bool = True,
                  weighting: str = "probability", fold: bool = True):
         # the base validates a fixed batch size; None (measure it) is ScoreCAM's own
         super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform,
+                         aug_smooth=aug_smooth, eigen_smooth=eigen_smooth,
                          batch_size=1 if batch_size is None else batch_size,
                          progress=progress)
         if weighting not in self.WEIGHTINGS:
