@@ -9,6 +9,7 @@ from camlab.methods.cam import CAM
 from camlab.methods.gradient import (GradCAM, GradCAMPlusPlus, GradientMethod, HiResCAM, LayerCAM,
                                      SmoothGradCAMPlusPlus, XGradCAM)
 from camlab.methods.perturbation import AblationCAM, Occlusion, ScoreCAM
+from camlab.methods.score_variants import ISCAM, SSCAM
 from camlab.methods.eigen import EigenCAM
 from camlab.methods.guided import Deconvnet, Gradient, GuidedBackprop, GuidedGradCAM
 from camlab.methods.baseline import RandomCAM
@@ -19,4 +20,5 @@ __all__ = [
     "CAM", "GradCAM", "GradientMethod", "GradCAMPlusPlus", "XGradCAM", "HiResCAM", "LayerCAM",
     "SmoothGradCAMPlusPlus", "Gradient", "Deconvnet", "GuidedBackprop", "GuidedGradCAM",
     "ScoreCAM", "AblationCAM", "Occlusion", "EigenCAM", "RandomCAM",
+    "SSCAM", "ISCAM",
 ]
