@@ -11,6 +11,9 @@ from camlab.methods.gradient import (GradCAM, GradCAMPlusPlus, GradientMethod, H
 from camlab.methods.perturbation import AblationCAM, Occlusion, ScoreCAM
 from camlab.methods.score_variants import ISCAM, SSCAM
 from camlab.methods.eigen import EigenCAM
+from camlab.methods.seg_eigen import SegEigenCAM
+from camlab.methods.fullgrad import FullGrad
+from camlab.methods.meta import SESS, RefineCAM
 from camlab.methods.guided import Deconvnet, Gradient, GuidedBackprop, GuidedGradCAM
 from camlab.methods.baseline import RandomCAM
 
@@ -20,5 +23,5 @@ __all__ = [
     "CAM", "GradCAM", "GradientMethod", "GradCAMPlusPlus", "XGradCAM", "HiResCAM", "LayerCAM",
     "SmoothGradCAMPlusPlus", "Gradient", "Deconvnet", "GuidedBackprop", "GuidedGradCAM",
     "ScoreCAM", "AblationCAM", "Occlusion", "EigenCAM", "RandomCAM",
-    "SSCAM", "ISCAM",
+    "SSCAM", "ISCAM", "SegEigenCAM", "FullGrad", "SESS", "RefineCAM",
 ]
