@@ -14,6 +14,7 @@ from camlab.methods.eigen import EigenCAM
 from camlab.methods.seg_eigen import SegEigenCAM
 from camlab.methods.fullgrad import FullGrad
 from camlab.methods.meta import SESS, RefineCAM
+from camlab.methods.factorization import Concepts, DeepFeatureFactorization, nmf
 from camlab.methods.guided import Deconvnet, Gradient, GuidedBackprop, GuidedGradCAM
 from camlab.methods.baseline import RandomCAM
 
@@ -24,4 +25,5 @@ __all__ = [
     "SmoothGradCAMPlusPlus", "Gradient", "Deconvnet", "GuidedBackprop", "GuidedGradCAM",
     "ScoreCAM", "AblationCAM", "Occlusion", "EigenCAM", "RandomCAM",
     "SSCAM", "ISCAM", "SegEigenCAM", "FullGrad", "SESS", "RefineCAM",
+    "DeepFeatureFactorization", "Concepts", "nmf",
 ]
