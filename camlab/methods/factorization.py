@@ -69,6 +69,13 @@ def nmf(data: torch.Tensor, n_components: int, *, seed: int = 0, max_iter: int =
     return weights, transposed.T.contiguous()
 
 
+def nonnegative_shift(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(matrix - offset, offset)`` with ``offset`` (rows,1) the minimum of each row that has a negative value and
+    0 for the others: only what NMF cannot take is moved."""
+    offset = matrix.amin(dim=1, keepdim=True).clamp_max(0)
+    return matrix - offset, offset
+
+
 @dataclass(frozen=True)
 class Concepts:
     """What :class:`DeepFeatureFactorization` finds: ``concepts`` (k,K), each concept's vector in the layer's channel
@@ -124,8 +131,7 @@ class DeepFeatureFactorization:
         activations = self._activations(x, raw=True).double()
         n, channels, *spatial = activations.shape
         matrix = activations.transpose(0, 1).reshape(channels, -1)
-        offset = matrix.amin(dim=1, keepdim=True).clamp_max(0)
-        shifted = matrix - offset
+        shifted, offset = nonnegative_shift(matrix)
         weights, components = nmf(shifted, self.n_components, seed=self.seed, max_iter=self.max_iter, tol=self.tol)
         error = float(torch.linalg.norm(shifted - weights @ components) / torch.linalg.norm(shifted).clamp_min(1e-300))
         concepts = (weights + offset).T.to(x.dtype)
