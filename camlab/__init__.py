@@ -4,7 +4,7 @@
     >>> x = camlab.preprocess(camlab.load_image("cat"), model)
     >>> heat = camlab.GradCAM(model, layer="bn2")(x, target=285)   # (1,224,224) in [0, 1]
 """
-from camlab import metrics  # noqa: F401 (camlab.metrics.… as documented)
+from camlab import findings, metrics, stats  # noqa: F401 (camlab.metrics.…, camlab.stats.verdict, camlab.findings.record)
 from camlab.explain import explain
 from camlab.images import list_images, load_image
 from camlab.inspection import layers, predict

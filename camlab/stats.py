@@ -5,6 +5,8 @@ r"""Small, seeded statistics for the course's comparative claims: every number c
   bootstrap interval and a p-value (exact sign test by default, or the Wilcoxon signed-rank test).
 * :func:`proportion` / :func:`wilson_interval` - a share of successes with the Wilson score interval.
 * :func:`sign_test` - the exact two-sided sign test.
+* :func:`verdict` - a paired comparison turned into the one word a sentence may use: ``"higher"``, ``"lower"``,
+  ``"equivalent"`` (within a declared smallest effect of interest) or ``"inconclusive"``.
 
 Results are :class:`Estimate` objects that print like ``0.74 [0.66, 0.81], n=120``. Every random draw comes from
 a ``numpy.random.Generator`` built from ``seed``; the global NumPy / torch random states are never used or changed.
@@ -18,16 +20,25 @@ quantiles to :math:`\Phi\big(z_0 + \frac{z_0 + z_q}{1 - a (z_0 + z_q)}\big)`, wi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 from scipy import special
 
-__all__ = ["Estimate", "PairedComparison", "bootstrap_ci", "paired_comparison", "proportion", "sign_test",
-           "wilson_interval"]
+__all__ = ["Estimate", "PairedComparison", "Verdict", "bootstrap_ci", "paired_comparison", "proportion", "sign_test",
+           "verdict", "wilson_interval"]
 
 _CHUNK = 2_000_000  # resampled values held in memory at once
+
+
+def _fmt(x: float, spec: str) -> str:
+    """``format(x, spec)`` without the sign of a value that rounds to zero ("-0.00" is "0.00"): a sum's last bit
+    differs between CPUs, and the printed text must not."""
+    text = format(x, spec)
+    if text.startswith("-") and not any(ch in "123456789" for ch in text.split("e")[0]):
+        text = text[1:]
+    return text
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,7 @@ class Estimate:
 
     def __format__(self, spec: str) -> str:
         spec = spec or ".2f"
-        return f"{self.value:{spec}} [{self.low:{spec}}, {self.high:{spec}}], n={self.n}"
+        return f"{_fmt(self.value, spec)} [{_fmt(self.low, spec)}, {_fmt(self.high, spec)}], n={self.n}"
 
     def __str__(self) -> str:
         return format(self)
@@ -72,7 +83,7 @@ class PairedComparison:
     def __format__(self, spec: str) -> str:
         spec = spec or ".2f"
         d = self.difference
-        sign = "+" if d.value >= 0 else ""
+        sign = "" if _fmt(d.value, spec).startswith("-") else "+"
         return f"{sign}{format(d, spec)}, {self.test} p={self.p_value:.2g}"
 
     def __str__(self) -> str:
@@ -254,3 +265,102 @@ def proportion(outcomes, level: float = 0.95) -> Estimate:
         raise ValueError("outcomes must be booleans or 0/1 (one per case); for a mean of other numbers use "
                          "bootstrap_ci")
     return wilson_interval(int(arr.sum()), arr.size, level)
+
+
+# ------------------------------------------------------------------------------------------ verdicts
+#: the words a comparative sentence may use, one per verdict
+VERDICT_WORDS = ("higher", "lower", "equivalent", "inconclusive")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of :func:`verdict`: ``word`` (one of :data:`VERDICT_WORDS`) for A − B, with the paired
+    ``comparison`` behind it (mean difference, interval, test, wins), the smallest effect of interest ``delta`` and
+    ``disagreement`` (``True`` when the interval and the test point different ways at the same level, e.g. the
+    interval excludes 0 while the test's p ≥ 0.05: a sentence must then say so).
+
+    ``str(v)`` gives ``"higher: +0.12 [0.08, 0.16], n=120, sign test p=3.1e-05 (δ = 0.05)"``; a format spec sets the
+    digits of the difference (``f"{v:.3f}"``)."""
+
+    word: str
+    comparison: PairedComparison
+    delta: float
+    disagreement: bool
+
+    @property
+    def difference(self) -> Estimate:
+        return self.comparison.difference
+
+    @property
+    def n(self) -> int:
+        return self.comparison.difference.n
+
+    @property
+    def p_value(self) -> float:
+        return self.comparison.p_value
+
+    @property
+    def negligible(self) -> bool:
+        """The whole interval lies inside ±delta: whatever the difference is, it is smaller than any of interest."""
+        d = self.comparison.difference
+        return -self.delta < d.low and d.high < self.delta
+
+    def __format__(self, spec: str) -> str:
+        spec = spec or ".2f"
+        word = f"equivalent within ±{self.delta:{spec}}" if self.word == "equivalent" else self.word
+        note = "; interval and test disagree" if self.disagreement else ""
+        return f"{word}: {format(self.comparison, spec)} (δ = {self.delta:{spec}}){note}"
+
+    def __str__(self) -> str:
+        return format(self)
+
+
+def _is_binary(x: np.ndarray) -> bool:
+    return bool(np.isin(x, (0.0, 1.0)).all())
+
+
+def verdict(a, b=None, *, delta: float, level: float = 0.95, n_resamples: int = 10_000, seed: int = 0) -> Verdict:
+    r"""A paired comparison of A and B on the same cases, turned into the word a sentence may use.
+
+    ``a`` and ``b`` hold one value per case (case i is the same scene for both); with ``b=None``, ``a`` holds the
+    differences :math:`d_i = a_i - b_i`. ``delta`` > 0 is the smallest effect of interest, declared *before*
+    looking (in the metric's units: 0.05 of a pointing rate, 0.01 of an AUC). With the mean difference's
+    percentile-bootstrap interval :math:`[l, h]` at ``level`` (pairs resampled together):
+
+    * ``"equivalent"`` when :math:`-\delta < l` and :math:`h < \delta` (two one-sided tests at the interval's
+      level): any difference there is smaller than the smallest one of interest. This wins even when the interval
+      excludes 0 (a real but negligible difference; :attr:`Verdict.negligible` is true and the printed
+      difference shows it);
+    * ``"higher"`` when :math:`l > 0`, ``"lower"`` when :math:`h < 0`;
+    * ``"inconclusive"`` otherwise: the data allow both no difference and one that matters. Never write "no
+      difference" for it.
+
+    The test beside the interval is the exact sign test, which on 0/1 outcomes (a hit or a miss per case) is the
+    exact McNemar test (only discordant pairs count). ``disagreement`` is set when exactly one of "the interval
+    excludes 0" and "p < 1 − level" holds.
+    """
+    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not math.isfinite(delta) or delta <= 0:
+        raise ValueError(f"delta must be a positive number, the smallest effect of interest in the metric's units "
+                         f"(such as 0.05), declared before looking at the data; got {delta!r}")
+    x = _sample(a, "a" if b is not None else "differences")
+    if b is None:
+        y = np.zeros_like(x)
+    else:
+        y = _sample(b, "b")
+        if x.shape != y.shape:
+            raise ValueError(f"a paired comparison needs one value of a and of b per case; got {x.size} and {y.size}")
+    comparison = paired_comparison(x, y, n_resamples=n_resamples, level=level, seed=seed)
+    if b is not None and _is_binary(x) and _is_binary(y):
+        comparison = replace(comparison, test="McNemar (exact)")
+    d = comparison.difference
+    if -delta < d.low and d.high < delta:
+        word = "equivalent"
+    elif d.low > 0:
+        word = "higher"
+    elif d.high < 0:
+        word = "lower"
+    else:
+        word = "inconclusive"
+    excludes_zero = d.low > 0 or d.high < 0
+    significant = comparison.p_value < 1.0 - _check_level(level)
+    return Verdict(word, comparison, float(delta), excludes_zero != significant)

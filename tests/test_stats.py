@@ -183,3 +183,79 @@ def test_on_hit_or_miss_outcomes_the_paired_test_is_exact_mcnemar():
     c = paired_comparison(a, b)
     assert c.p_value == pytest.approx(stats.binomtest(15, 20).pvalue, rel=1e-9)
     assert c.difference.value == pytest.approx(0.10) and (c.wins_a, c.wins_b, c.ties) == (15, 5, 80)
+
+
+# ------------------------------------------------------------------------------------------- verdict
+from camlab.stats import VERDICT_WORDS, verdict  # noqa: E402
+
+
+def _shifted(shift: float, n: int = 150, noise: float = 0.05, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(0.3, 0.7, n)
+    return a + shift + rng.normal(0.0, noise, n), a
+
+
+@pytest.mark.parametrize("shift, word", [(0.1, "higher"), (-0.1, "lower"), (0.0, "equivalent")])
+def test_a_clear_shift_or_none_gives_the_matching_word(shift, word):
+    a, b = _shifted(shift)
+    v = verdict(a, b, delta=0.05)
+    assert v.word == word
+    assert v.n == 150 and not v.disagreement
+
+
+def test_too_few_cases_for_a_decision_are_inconclusive_never_no_difference():
+    a, b = _shifted(0.0, n=12, noise=0.3)
+    v = verdict(a, b, delta=0.05)
+    assert v.word == "inconclusive"
+    assert v.difference.low < 0 < v.difference.high and (v.difference.low < -0.05 or v.difference.high > 0.05)
+
+
+def test_a_real_but_negligible_difference_is_equivalent_and_shows_its_size():
+    """d = 0.002 ± 0.0005 on 150 cases: the interval excludes 0, the sign test rejects, and yet the whole interval
+    lies inside ±0.01, the declared smallest effect of interest."""
+    a, b = _shifted(0.002, noise=0.0005)
+    v = verdict(a, b, delta=0.01)
+    assert v.word == "equivalent" and v.negligible
+    assert v.difference.low > 0 and v.p_value < 0.05
+    assert str(v).startswith("equivalent within ±0.01: +0.00")
+
+
+def test_differences_alone_give_the_same_verdict_as_the_pairs():
+    a, b = _shifted(0.1)
+    assert verdict(a - b, delta=0.05) == verdict(a, b, delta=0.05)
+
+
+def test_hit_or_miss_outcomes_use_the_exact_mcnemar_test():
+    a = np.array([1] * 40 + [0] * 60, dtype=float)
+    b = np.array([0] * 40 + [0] * 60, dtype=float)
+    v = verdict(a, b, delta=0.05)
+    assert v.comparison.test == "McNemar (exact)"
+    assert v.word == "higher" and v.p_value == pytest.approx(2 * 0.5 ** 40)
+
+
+def test_interval_and_test_that_disagree_are_flagged():
+    """Eighteen small losses and two large wins: the sign test (2 against 18) says B is higher, while the mean
+    difference is +0.091 and its bootstrap interval reaches above 0. The flag is set exactly when one of the two
+    says "different" and the other does not, and the printed verdict says so."""
+    d = np.array([-0.01] * 18 + [1.0] * 2)  # mean +0.091; sign test 2 vs 18: p = 4e-4
+    v = verdict(d, delta=0.05)
+    excludes_zero = v.difference.low > 0 or v.difference.high < 0
+    assert v.disagreement == (excludes_zero != (v.p_value < 0.05))
+    assert v.p_value < 0.05 and v.disagreement and "disagree" in str(v)
+
+
+def test_every_verdict_word_is_one_of_the_four():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        assert verdict(rng.normal(rng.normal(), 1, 30), delta=0.2).word in VERDICT_WORDS
+
+
+@pytest.mark.parametrize("delta", [0, -0.1, float("nan"), float("inf"), None, True])
+def test_delta_must_be_a_positive_number(delta):
+    with pytest.raises(ValueError, match="smallest effect of interest"):
+        verdict([0.1, 0.2], [0.0, 0.1], delta=delta)
+
+
+def test_a_value_that_rounds_to_zero_prints_without_a_sign():
+    assert str(Estimate(-1e-9, -2e-9, 1e-9, 10)) == "0.00 [0.00, 0.00], n=10"
+    assert str(Estimate(-0.004, -0.006, -0.001, 10)) == "0.00 [-0.01, 0.00], n=10"

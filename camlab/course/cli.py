@@ -41,6 +41,37 @@ def cmd_grade(args) -> None:
     print(summary(grade(args.submissions, args.release, args.timeout, args.csv)))
 
 
+def _chapter_paths(args) -> list[Path]:
+    from camlab.course import CHAPTERS, notebooks_dir
+
+    return [Path(p) for p in args.notebooks] or [notebooks_dir() / f"{stem}.ipynb" for stem in CHAPTERS]
+
+
+def cmd_claims(args) -> None:
+    """List the numbers in the chapters' Markdown that no stored output prints and no quoted figure declares."""
+    from camlab.course.claims import unbacked_numbers
+
+    missing = {path: unbacked_numbers(path) for path in _chapter_paths(args)}
+    for path, numbers in missing.items():
+        print(f"{path.name}: " + (", ".join(f"cell {cell}: {number}" for cell, number in numbers) or "every number backed"))
+    if any(missing.values()):
+        raise RuntimeError("print these numbers in a cell of the same notebook, at the precision of the text, or "
+                           "declare quoted figures with their source in metadata.camlab.quoted")
+
+
+def cmd_findings(args) -> None:
+    """Print the table of findings that the chapters' stored outputs state; fail on contradicting chapters."""
+    from camlab.course.claims import collect_findings
+    from camlab.findings import conflicts, table
+
+    found = collect_findings(_chapter_paths(args))
+    print(table(found))
+    clashes = conflicts(found)
+    if clashes:
+        raise RuntimeError("chapters state different verdicts on the same claim, model and layer: " + "; ".join(
+            f"{a.claim} ({a.chapter}: {a.word}, {b.chapter}: {b.word})" for a, b in clashes))
+
+
 def register(commands) -> None:
     """Add ``course`` and its sub-commands to the ``camlab`` parser's sub-parsers."""
     course = commands.add_parser("course", help="course tools: re-run the notebooks, Colab badges, student versions, grading")
@@ -50,6 +81,14 @@ def register(commands) -> None:
     execute.add_argument("notebooks", nargs="*", help="notebook files (default: all chapters)")
     execute.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     execute.set_defaults(run=cmd_execute)
+
+    claims = tools.add_parser("claims", help="list numbers in the chapters' text that no output prints")
+    claims.add_argument("notebooks", nargs="*", help="notebook files (default: all chapters)")
+    claims.set_defaults(run=cmd_claims)
+
+    findings = tools.add_parser("findings", help="the table of findings the chapters state; fails on contradictions")
+    findings.add_argument("notebooks", nargs="*", help="notebook files (default: all chapters)")
+    findings.set_defaults(run=cmd_findings)
 
     badges = tools.add_parser("badges", help="write the Colab badges and setup cells from INSTALL_SOURCE")
     badges.add_argument("--root", help="the checkout holding notebooks/ and README.md (default: this one)")
