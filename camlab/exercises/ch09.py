@@ -49,12 +49,15 @@ def check_rollout_step(student, hidden: list | None = None) -> CheckResult:
              "and put this block's matrix to the LEFT of the earlier product (later blocks act last)")
 
 
-#: worked example: one head, two tokens. A = [[0, 1], [1, 0]], dA = [[0, 1], [1, 0]]: Abar = (dA * A)^+ = A. With the
-#: earlier relevance R = [[2, 0], [0, 3]]: R + Abar R = [[2, 0], [0, 3]] + [[0, 3], [2, 0]] = [[2, 3], [2, 3]]
-#: (R + R Abar, the wrong order, would give [[2, 2], [3, 3]]).
-RELEVANCE_STEP = [((torch.tensor([[[[0., 1.], [1., 0.]]]]), torch.tensor([[[[0., 1.], [1., 0.]]]]),
+#: worked example: two heads, two tokens. Head 1: A = [[.5, .5], [1, 0]], dA = [[2, 2], [1, 0]], product
+#: [[1, 1], [1, 0]]. Head 2: A = .5 everywhere, dA = [[-2, 2], [2, 2]], product [[-1, 1], [1, 1]], positive part
+#: [[0, 1], [1, 1]]. Abar = mean of the positive parts = [[.5, 1], [1, .5]] (the positive part of the mean would give
+#: 0 at [0, 0]). With the earlier relevance R = [[2, 0], [0, 3]]: Abar R = [[1, 3], [2, 1.5]], and
+#: R + Abar R = [[3, 3], [2, 4.5]] (R + R Abar, the wrong order, would give [[3, 2], [3, 4.5]]).
+RELEVANCE_STEP = [((torch.tensor([[[[.5, .5], [1., 0.]], [[.5, .5], [.5, .5]]]]),
+                    torch.tensor([[[[2., 2.], [1., 0.]], [[-2., 2.], [2., 2.]]]]),
                     torch.tensor([[[2., 0.], [0., 3.]]])),
-                   torch.tensor([[[2., 3.], [2., 3.]]]))]
+                   torch.tensor([[[3., 3.], [2., 4.5]]]))]
 
 
 def check_relevance_step(student, hidden: list | None = None) -> CheckResult:
