@@ -16,8 +16,8 @@ import camlab
 import camlab.exercises  # noqa: F401 (the check cells call camlab.exercises.check_*)
 from camlab.cli import main
 from camlab.course import CHAPTERS, notebooks_dir
-from camlab.course.student import (BEGIN_HIDDEN, BEGIN_SOLUTION, CODE_STUB, END_SOLUTION, grading_info, is_check,
-                                   is_solution, student_notebook)
+from camlab.course.student import (BEGIN_HIDDEN, BEGIN_SOLUTION, CODE_STUB, END_SOLUTION, TEXT_STUB, grading_info,
+                                   is_check, is_solution, student_notebook)
 
 pytest.importorskip("nbgrader")
 
@@ -71,7 +71,7 @@ def test_nbgraders_generate_assignment_app_agrees_on_a_chapter(tmp_path):
 @pytest.mark.parametrize("stem", CHAPTERS)
 def test_every_chapter_has_checked_exercises_and_students_see_neither_solutions_nor_hidden_tests(stem):
     notebook = instructor(stem)
-    solutions = [cell for cell in notebook.cells if is_solution(cell)]
+    solutions = [cell for cell in notebook.cells if is_solution(cell) and cell.cell_type == "code"]
     checks = {grading_info(cell)["grade_id"]: cell for cell in notebook.cells if is_check(cell)}
     assert solutions and len(checks) == len(solutions)
     for cell in solutions:
@@ -79,7 +79,9 @@ def test_every_chapter_has_checked_exercises_and_students_see_neither_solutions_
         assert BEGIN_HIDDEN in check.source and check.metadata["nbgrader"]["points"] > 0
     student = student_notebook(notebook)
     for mine, theirs in zip(notebook.cells, student.cells):
-        if is_solution(mine):
+        if is_solution(mine) and mine.cell_type == "markdown":  # a written answer, graded by hand
+            assert theirs.source == TEXT_STUB and mine.metadata["nbgrader"]["points"] > 0
+        elif is_solution(mine):
             answer = mine.source.split(BEGIN_SOLUTION)[1].split(END_SOLUTION)[0]
             assert not {line.strip() for line in answer.splitlines()} & set(theirs.source.splitlines()) - {""}
             assert "raise NotImplementedError" in theirs.source
@@ -97,10 +99,11 @@ def test_unfinished_exercises_say_not_done_yet_and_do_not_raise(stem, monkeypatc
     import torch.nn.functional as F
     from scipy import ndimage
 
-    namespace = {"camlab": camlab, "torch": torch, "np": np, "F": F, "ndimage": ndimage, "nn": torch.nn}
+    namespace = {"camlab": camlab, "torch": torch, "np": np, "F": F, "ndimage": ndimage, "nn": torch.nn,
+                 "STUDENT_SEED": 0}
     cells = student_notebook(instructor(stem)).cells
     for cell in cells:
-        if is_solution(cell) or is_check(cell):
+        if (is_solution(cell) or is_check(cell)) and cell.cell_type == "code":
             exec(compile(cell.source, grading_info(cell)["grade_id"], "exec"), namespace)
             if is_check(cell):
                 assert "not done yet" in capsys.readouterr().out
