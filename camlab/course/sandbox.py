@@ -16,6 +16,7 @@ other processes. The verdicts are still decided in the grader's process, so chec
 only to grade trusted notebooks (your own release, a demo)."""
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import shutil
@@ -40,6 +41,7 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
+@functools.lru_cache(maxsize=None)
 def check_available() -> str:
     """``bwrap``'s path, after starting one trivial sandbox; raises a RuntimeError saying what is missing."""
     path = bwrap_path()

@@ -65,6 +65,11 @@ def replace_region(source: str, begin: str, end: str, stub: str | None) -> tuple
     return "\n".join(lines), found
 
 
+def without_folded_answers(markdown: str) -> str:
+    """``markdown`` without its ``<details>...</details>`` blocks (the folded answers), blank lines tidied."""
+    return DETAILS.sub("\n\n", markdown).strip("\n") if "<details>" in markdown else markdown
+
+
 def student_cell(cell):
     """One cell as students get it: solution replaced by the stub, hidden tests removed, outputs cleared; exercise
     cells cannot be deleted and check cells cannot be edited in Jupyter (nbgrader's ``LockCells``)."""
@@ -80,8 +85,8 @@ def student_cell(cell):
     if removed and not is_check(cell):
         raise ValueError(f"hidden tests in a cell that is not an nbgrader test cell (`grade: true`):\n"
                          f"{cell['source']}")
-    if cell["cell_type"] == "markdown" and "<details>" in cell["source"]:
-        cell["source"] = DETAILS.sub("\n\n", cell["source"]).strip("\n")
+    if cell["cell_type"] == "markdown":
+        cell["source"] = without_folded_answers(cell["source"])
     if cell["cell_type"] == "code":
         cell["outputs"], cell["execution_count"] = [], None
         for field in ("collapsed", "scrolled"):
