@@ -111,6 +111,8 @@ def _student_error(report: str) -> Exception:
         return NotImplementedError("not done yet")
     if name == "CellTimeout":
         return StudentError("it ran past the time limit")
+    if name == "NameError":
+        return StudentError("NameError: a name is not defined (did the cell that defines it run?)")
     known = isinstance(getattr(builtins, name, None), type) and issubclass(getattr(builtins, name), BaseException)
     return StudentError(f"{name if known else 'an exception'} (its message is not shown by the grader)")
 
