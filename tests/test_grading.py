@@ -22,8 +22,11 @@ from camlab.course import notebooks_dir
 from camlab.course.grading import Options, grade
 from camlab.course.student import grading_info, is_check, is_solution, student_notebook
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed "
-                                "(`apt-get install bubblewrap`; .ci/run installs it)")
+
+@pytest.fixture
+def bwrap():
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (`apt-get install bubblewrap`; .ci/run installs it)")
 
 TIMEOUT = 8
 TOKEN = "camlab-outliver-7f3a"
@@ -132,6 +135,8 @@ def malformed(release) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (`apt-get install bubblewrap`; .ci/run installs it)")
     root = tmp_path_factory.mktemp("course")
     release = small_release()
     (root / "release").mkdir()
@@ -252,7 +257,7 @@ def test_a_duplicated_solution_cell_is_named_not_silently_replaced(graded):
     assert row["status"] == "rejected" and "2 cells ch01_cam" in row["message"]
 
 
-def test_a_slow_lesson_cell_does_not_turn_correct_answers_into_errors(tmp_path):
+def test_a_slow_lesson_cell_does_not_turn_correct_answers_into_errors(tmp_path, bwrap):
     """The chapter's own cells run under --lesson-timeout, not the students' --timeout."""
     release = small_release(extra_lesson="import time\ntime.sleep(4)\nSLOW = True")
     (tmp_path / "release").mkdir()
@@ -264,7 +269,7 @@ def test_a_slow_lesson_cell_does_not_turn_correct_answers_into_errors(tmp_path):
     assert [row["points"] for row in result["rows"]] == [1.0, 1.0, 1.0]
 
 
-def test_the_capstone_guard_holds_for_camlabs_own_channel_weights(tmp_path):
+def test_the_capstone_guard_holds_for_camlabs_own_channel_weights(tmp_path, bwrap):
     """Chapter 08: `channel_weights` returning camlab.XGradCAM's own gets 0; the instructor's answer full marks."""
     release = small_release("08_summary")
     (tmp_path / "release").mkdir()
@@ -302,7 +307,7 @@ def test_the_command_writes_gradebook_feedback_and_merges_results_graded_apart(g
     assert "| ch01_cam_check | failed | 0 / 1 |" in feedback and "LEAK" not in feedback
 
 
-def test_written_answers_are_exported_for_marking_and_the_marks_merged(tmp_path, capsys):
+def test_written_answers_are_exported_for_marking_and_the_marks_merged(tmp_path, bwrap, capsys):
     """A manually graded answer cell (nbgrader: solution and grade) is "to mark" until the marks come back."""
     release = small_release()
     question = nbformat.v4.new_markdown_cell("### BEGIN SOLUTION\nNegative evidence.\n### END SOLUTION")
@@ -317,7 +322,8 @@ def test_written_answers_are_exported_for_marking_and_the_marks_merged(tmp_path,
     nbformat.write(submission, tmp_path / "bo" / "01_cam.ipynb")
     out = tmp_path / "out"
     assert main(["course", "grade", str(tmp_path / "bo" / "01_cam.ipynb"), "--release", str(tmp_path / "release"),
-                 "--out", str(out), "--timeout", "30"]) == 0
+                 "--result", str(tmp_path / "bo.json"), "--timeout", "30"]) == 0
+    assert main(["course", "merge", str(tmp_path / "bo.json"), "--out", str(out)]) == 0
     with open(out / "answers.csv", newline="") as handle:
         [answer] = list(csv.DictReader(handle))
     assert answer["answer"] == "They lower the score." and answer["max_points"] == "2"
@@ -333,7 +339,7 @@ def test_written_answers_are_exported_for_marking_and_the_marks_merged(tmp_path,
     assert line["01_cam/ch01_negative_values"] == "1.5" and line["total"] == "1.5" and line["max_total"] == "5"
 
 
-def test_per_student_seeds_reach_the_notebook_and_the_checks(tmp_path):
+def test_per_student_seeds_reach_the_notebook_and_the_checks(tmp_path, bwrap):
     """`STUDENT_SEED = 0` becomes each student's HMAC seed in their notebook; the grader gives the checks the same
     seed, so an answer computed for one student's seed passes only for that student."""
     from camlab.course.seeds import seed_for
@@ -370,7 +376,7 @@ def test_per_student_seeds_reach_the_notebook_and_the_checks(tmp_path):
     assert ann["rows"][-1]["status"] == "passed" and ben["rows"][-1]["status"] != "passed"
 
 
-def test_the_real_chapter_01_gives_the_instructor_full_marks_and_its_student_version_none(tmp_path):
+def test_the_real_chapter_01_gives_the_instructor_full_marks_and_its_student_version_none(tmp_path, bwrap):
     """The whole chapter (its lesson cells load the models) graded against the course's own release."""
     for student, notebook in {"teacher": nbformat.read(notebooks_dir() / "01_cam.ipynb", as_version=4),
                               "newcomer": nbformat.read(notebooks_dir() / "student" / "01_cam.ipynb",
@@ -381,6 +387,21 @@ def test_the_real_chapter_01_gives_the_instructor_full_marks_and_its_student_ver
                               options=Options(timeout=120), jobs=2)
     assert [row["status"] for row in teacher["rows"]] == ["passed"] * 3
     assert [row["points"] for row in newcomer["rows"]] == [0.0] * 3
+
+
+def test_the_weaker_mode_without_a_sandbox_still_decides_the_verdicts_in_the_grader(tmp_path):
+    """--no-sandbox (trusted notebooks only): files are readable, but switching the checks off still earns 0."""
+    release = small_release()
+    (tmp_path / "release").mkdir()
+    nbformat.write(release, tmp_path / "release" / "01_cam.ipynb")
+    cheat = answered(release, cam="import os\nos.environ['CAMLAB_STRICT_CHECKS'] = '0'\ndef cam(a, w, c):\n    return 0")
+    for student, notebook in {"own": release, "cheat": cheat}.items():
+        (tmp_path / student).mkdir()
+        nbformat.write(notebook, tmp_path / student / "01_cam.ipynb")
+    own, cheat = grade([tmp_path / "own" / "01_cam.ipynb", tmp_path / "cheat" / "01_cam.ipynb"],
+                       tmp_path / "release", Options(timeout=30, use_sandbox=False))
+    assert [row["points"] for row in own["rows"]] == [1.0, 1.0, 1.0]
+    assert [row["points"] for row in cheat["rows"]] == [0.0, 0.0, 0.0]
 
 
 def test_bad_command_lines_are_clear_errors(tmp_path, capsys):

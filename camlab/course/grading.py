@@ -34,7 +34,8 @@ from camlab.course import sandbox
 from camlab.course.submissions import MAX_BYTES, Rejected, Submission, identify, load, nbgrader, program
 
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-_CHECKS_LOCK = threading.Lock()   # the checks print and read CAMLAB_STRICT_CHECKS: one submission's at a time
+_QUIET = threading.local()         # set in a thread running checks: their prints are dropped
+_SETUP_LOCK = threading.Lock()
 
 
 @dataclass
@@ -121,7 +122,7 @@ def run_checks(release, session, submission: Submission, seed: int, note: str, t
             rows.append(Row(submission.student, submission.chapter, grade_id, "rejected", 0.0, points,
                             submission.problems[solution]))
             continue
-        with _CHECKS_LOCK, contextlib.redirect_stdout(io.StringIO()), _strict():
+        with _checks_running():
             status, message = _verdict(cell, namespace)
         if status != "passed" and note:
             message = f"{message} ({note})".strip()
@@ -130,17 +131,34 @@ def run_checks(release, session, submission: Submission, seed: int, note: str, t
     return rows
 
 
+class _QuietChecks(io.TextIOBase):
+    """``sys.stdout`` while checks run: what the checks print in a grading thread is dropped, the rest passes."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return len(text) if getattr(_QUIET, "on", False) else self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 @contextlib.contextmanager
-def _strict():
-    previous = os.environ.get("CAMLAB_STRICT_CHECKS")
-    os.environ["CAMLAB_STRICT_CHECKS"] = "1"
+def _checks_running():
+    """Checks raise on failure (``CAMLAB_STRICT_CHECKS=1`` in the grader's process) and print nothing, per thread,
+    so that several submissions' checks run at once (``--jobs``) without a lock held over a slow student call."""
+    import sys
+
+    with _SETUP_LOCK:
+        if not isinstance(sys.stdout, _QuietChecks):
+            sys.stdout = _QuietChecks(sys.stdout)
+        os.environ["CAMLAB_STRICT_CHECKS"] = "1"
+    _QUIET.on = True
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop("CAMLAB_STRICT_CHECKS", None)
-        else:
-            os.environ["CAMLAB_STRICT_CHECKS"] = previous
+        _QUIET.on = False
 
 
 def _lesson_note(results: list[dict], mine: list[bool]) -> str:
@@ -246,5 +264,15 @@ def grade(submissions: list[str | Path], release_dir: str | Path | None = None, 
             return _result(submission, rejected_rows(submission, release, refused[path]), {}, time.perf_counter())
         return grade_submission(path, release_dir, options)
 
-    with ThreadPoolExecutor(max_workers=max(1, int(jobs))) as pool:
-        return list(pool.map(one, paths))
+    import sys
+
+    previous = sys.stdout, os.environ.get("CAMLAB_STRICT_CHECKS")
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, int(jobs))) as pool:
+            return list(pool.map(one, paths))
+    finally:   # the grader's own settings, as they were
+        sys.stdout = previous[0]
+        if previous[1] is None:
+            os.environ.pop("CAMLAB_STRICT_CHECKS", None)
+        else:
+            os.environ["CAMLAB_STRICT_CHECKS"] = previous[1]
