@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 from camlab.cli import main
 from camlab.course import notebooks_dir
@@ -356,7 +357,14 @@ def test_per_student_seeds_reach_the_notebook_and_the_checks(tmp_path, bwrap):
                                          "    ### END SOLUTION")
     solution.metadata["nbgrader"] = {"grade": False, "solution": True, "locked": False, "grade_id": "ch01_seeded",
                                      "schema_version": 3, "task": False}
-    release.cells += [solution, check]
+    total = nbformat.v4.new_code_cell("def total(x):\n    ### BEGIN SOLUTION\n    return x.sum()\n    ### END SOLUTION")
+    total.metadata["nbgrader"] = {**solution.metadata["nbgrader"], "grade_id": "ch01_total"}
+    hidden_total = nbformat.v4.new_code_cell(
+        "### BEGIN HIDDEN TESTS\ncases = camlab.exercises.cases_from_seed(HIDDEN_SEED, lambda g: (lambda x: ((x,), "
+        "x.sum()))(torch.randn(4, generator=g)), 3)\ncamlab.exercises.run_check('total', total, cases, hint='add')"
+        "\n### END HIDDEN TESTS")
+    hidden_total.metadata["nbgrader"] = {**check.metadata["nbgrader"], "grade_id": "ch01_total_check"}
+    release.cells += [total, hidden_total, solution, check]
     (tmp_path / "release").mkdir()
     nbformat.write(release, tmp_path / "release" / "01_cam.ipynb")
     written = write_student_versions(tmp_path / "out", [tmp_path / "release" / "01_cam.ipynb"],
@@ -370,10 +378,23 @@ def test_per_student_seeds_reach_the_notebook_and_the_checks(tmp_path, bwrap):
         notebook.cells[-2].source = f"def seeded(x):\n    return {ann_seed} + x"
         (tmp_path / "in" / student).mkdir(parents=True)
         nbformat.write(notebook, tmp_path / "in" / student / "01_cam.ipynb")
-    options = Options(timeout=30, seeds={"ann": ann_seed, "ben": ben_seed})
+    options = Options(timeout=30, seeds={"ann": ann_seed, "ben": ben_seed}, secret=key)
     ann, ben = grade([tmp_path / "in" / "ann" / "01_cam.ipynb", tmp_path / "in" / "ben" / "01_cam.ipynb"],
                      tmp_path / "release", options)
     assert ann["rows"][-1]["status"] == "passed" and ben["rows"][-1]["status"] != "passed"
+    assert ann["rows"][-2]["status"] == ben["rows"][-2]["status"] == "passed"    # hidden cases from the secret
+
+
+def test_cases_from_a_seed_are_the_same_for_the_same_seed_and_differ_for_another():
+    from camlab.exercises import cases_from_seed
+
+    def make(generator):
+        x = torch.randn(3, generator=generator)
+        return (x,), x.sum()
+
+    first, again, other = cases_from_seed(7, make, 2), cases_from_seed(7, make, 2), cases_from_seed(8, make, 2)
+    assert all(torch.equal(a[0][0], b[0][0]) for a, b in zip(first, again))
+    assert not torch.equal(first[0][0][0], other[0][0][0])
 
 
 def test_the_real_chapter_01_gives_the_instructor_full_marks_and_its_student_version_none(tmp_path, bwrap):

@@ -40,14 +40,15 @@ def cmd_student(args) -> None:
 def _options(args):
     from camlab.course.grading import Options
     from camlab.course.sandbox import Limits
-    from camlab.course.seeds import seeds
+    from camlab.course.seeds import read_secret, seeds
 
     if bool(args.roster) != bool(args.secret_file):
         raise ValueError("--roster and --secret-file go together: the seeds derive from both")
     limits = Limits(memory_bytes=args.memory_mb << 20, processes=args.processes)
     return Options(timeout=args.timeout, lesson_timeout=args.lesson_timeout, limits=limits,
                    use_sandbox=not args.no_sandbox, max_bytes=args.max_mb << 20,
-                   seeds=seeds(args.roster, args.secret_file) if args.roster else None)
+                   seeds=seeds(args.roster, args.secret_file) if args.roster else None,
+                   secret=read_secret(args.secret_file) if args.secret_file else None)
 
 
 def cmd_grade(args) -> None:

@@ -11,7 +11,9 @@ For each submission (:mod:`camlab.course.submissions` says whose it is and rejec
    student's functions replaced by :class:`camlab.course.remote.Remote` stand-ins. The student's code only ever
    sees the inputs of a call and returns its result as plain data; the expected answers, the comparison, the
    ``CAMLAB_STRICT_CHECKS`` switch and the checks' modules are the grader's own. Hidden cases may use
-   ``STUDENT_SEED`` (the student's seed, :mod:`camlab.course.seeds`).
+   ``STUDENT_SEED`` (the student's seed, :mod:`camlab.course.seeds`) and ``HIDDEN_SEED`` (a seed derived from the
+   instructor's secret and the chapter, never in any notebook: hidden cases generated from it at grading time,
+   e.g. with :func:`camlab.exercises.cases_from_seed`, exist only in the grader).
 3. camlab's own implementation of each exercise (:data:`camlab.exercises.OWN_WORK`) raises inside the sandbox
    while the checks call the student's code, so ``return camlab.metrics.iou(a, b)`` earns nothing.
 
@@ -58,6 +60,7 @@ class Options:
     use_sandbox: bool = True
     max_bytes: int = MAX_BYTES
     seeds: dict | None = None       # student -> seed (from the roster and secret)
+    secret: bytes | None = None     # the instructor's secret (for HIDDEN_SEED)
 
 
 def graded_cells(release) -> list:
@@ -99,7 +102,8 @@ def _verdict(cell, namespace: dict) -> tuple[str, str]:
     return "passed", ""
 
 
-def run_checks(release, session, submission: Submission, seed: int, note: str, timeout: float = 60) -> list[Row]:
+def run_checks(release, session, submission: Submission, seed: int, note: str, timeout: float = 60,
+               hidden_seed: int = 0) -> list[Row]:
     """Every graded cell's row, the checks run here with the student's objects as stand-ins."""
     import numpy
     import torch
@@ -107,7 +111,8 @@ def run_checks(release, session, submission: Submission, seed: int, note: str, t
     import camlab
     from camlab.course.remote import Remote
 
-    namespace = {"camlab": camlab, "torch": torch, "np": numpy, "numpy": numpy, "STUDENT_SEED": seed}
+    namespace = {"camlab": camlab, "torch": torch, "np": numpy, "numpy": numpy, "STUDENT_SEED": seed,
+                 "HIDDEN_SEED": hidden_seed}
     namespace.update({name: Remote(session, name, timeout=timeout) for name in solution_names(release)})
     rows = []
     for cell in graded_cells(release):
@@ -182,6 +187,7 @@ def grade_submission(path: str | Path, release_dir: str | Path, options: Options
 
     from camlab.exercises._own_work import own_work_for
     from camlab.course.remote import Session, WorkerGone
+    from camlab.course.seeds import seed_for
 
     options, start = options or Options(), time.perf_counter()
     submission = identify(Path(path), Path(release_dir))
@@ -198,7 +204,9 @@ def grade_submission(path: str | Path, release_dir: str | Path, options: Options
         session = Session(options.limits, options.use_sandbox)
         timeouts = [options.timeout if student else options.lesson_timeout for student in mine]
         results = _run(session, sources, mine, timeouts, own_work_for(submission.chapter))
-        rows = run_checks(release, session, submission, seed, _lesson_note(results, mine), options.timeout)
+        hidden_seed = seed_for(options.secret, f"hidden/{submission.chapter}") if options.secret else 0
+        rows = run_checks(release, session, submission, seed, _lesson_note(results, mine), options.timeout,
+                          hidden_seed)
     except WorkerGone as gone:
         rows = rejected_rows(submission, release, f"error: {gone}")
     finally:
