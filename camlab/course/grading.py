@@ -250,7 +250,10 @@ def duplicates(paths: list[Path], release_dir: Path) -> dict[Path, str]:
 def grade(submissions: list[str | Path], release_dir: str | Path | None = None, options: Options | None = None,
           jobs: int = 1) -> list[dict]:
     """Grade every submission (``jobs`` at a time); one result per submission, in the given order."""
+    import sys
     from concurrent.futures import ThreadPoolExecutor
+
+    import nbformat
 
     from camlab.course import notebooks_dir
 
@@ -267,12 +270,9 @@ def grade(submissions: list[str | Path], release_dir: str | Path | None = None, 
     def one(path: Path) -> dict:
         if path in refused:
             submission = identify(path, release_dir)
-            import nbformat
             release = nbformat.read(release_dir / f"{submission.chapter}.ipynb", as_version=4)
             return _result(submission, rejected_rows(submission, release, refused[path]), {}, time.perf_counter())
         return grade_submission(path, release_dir, options)
-
-    import sys
 
     previous = sys.stdout, os.environ.get("CAMLAB_STRICT_CHECKS")
     try:
