@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 DEFAULT_OUT = "build/docs"
@@ -164,6 +165,10 @@ def build(out: str | Path = DEFAULT_OUT, strict: bool = True, quiet: bool = True
     src = stage(out)
     options = ["-b", "html", "-E", "-d", str(out / "doctrees"), *(["-W", "--keep-going"] if strict else []),
                *(["-q"] if quiet else [])]
-    if build_main([*options, str(src), str(out / "html")]) != 0:
+    with warnings.catch_warnings():  # the Sphinx extensions' own deprecation notices are not the site's warnings
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        status = build_main([*options, str(src), str(out / "html")])
+    if status != 0:
         raise RuntimeError(f"the site did not build (warnings are errors; see the messages above): {src}")
     return out / "html", time.perf_counter() - start
