@@ -8,7 +8,6 @@ the table to stdout.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from camlab.evaluate.runner import DEFAULT_METHODS, run
@@ -86,9 +85,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     device = resolve_device(args.device)
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError(f"--out {args.out}: a file of that name exists; --out names a folder for the results")
-    if args.quick and args.datasets is None:
-        print("camlab evaluate: --quick measures the lab set only; `--quick --datasets lab photos` adds the photos",
-              file=sys.stderr)
     table = run(quick=args.quick, datasets=args.datasets, methods=methods, n_scenes=args.scenes, out=args.out,
                 lab_model=args.lab_model, imagenet_model=args.photo_model, progress=not args.no_progress,
                 threads=args.threads, device=device)
