@@ -84,6 +84,38 @@ def parse(html: str) -> _Links:
     return links
 
 
+# --- the glossary and its links (no build needed) ------------------------------------------------------------------
+
+def _glossary():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+    try:
+        import camlab_docs
+        from glossary_terms import GLOSSARY
+    finally:
+        sys.path.remove(str(ROOT / "docs" / "_ext"))
+    return GLOSSARY, camlab_docs
+
+
+def test_glossary_has_the_course_terms_in_english_and_chinese_each_named_once():
+    glossary, _ = _glossary()
+    names = {term: chinese for terms, chinese, _ in glossary for term in terms}
+    for english, chinese in [("CAM", "类激活图"), ("global average pooling", "全局平均池化"),
+                             ("weakly supervised localization", "弱监督定位"), ("gradient saturation", "梯度饱和")]:
+        assert chinese in names[english]
+    lowered = [term.lower() for terms, _, _ in glossary for term in terms]
+    assert len(lowered) == len(set(lowered)), "a term (ignoring case) names two entries"
+    assert all(definition.strip() and chinese.strip() for _, chinese, definition in glossary)
+
+
+def test_a_term_matches_whole_words_and_capitalised_terms_match_their_case():
+    _, extension = _glossary()
+    cam, pooling = extension.term_pattern("CAM"), extension.term_pattern("global average pooling")
+    assert cam.search("the CAM map") and not cam.search("Grad-CAM") and not cam.search("a cam shaft")
+    assert not cam.search("CAMs") and pooling.search("Global Average Pooling (GAP)")
+
+
 # --- the built files ----------------------------------------------------------------------------------------------
 
 def test_every_chapter_has_its_page_with_badge_learning_goals_and_notebook_link(site):
