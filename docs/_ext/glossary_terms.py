@@ -43,7 +43,7 @@ GLOSSARY = [
      "A map of how much each input pixel matters for a score; the vanilla gradient is the simplest one."),
     (("heat map", "heatmap"), "热力图",
      "An explanation drawn as colours over the image: warm where the method says the evidence is."),
-    (("feature map", "activation map"), "特征图",
+    (("feature map",), "特征图",
      "A convolutional layer's output for one image, (C, h, w): C channels on a grid of positions."),
     (("channel",), "通道", "One of the C maps of a layer's output; each responds to one learned pattern."),
     (("logit", "logits"), "逻辑值（未归一化分数）",
