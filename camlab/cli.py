@@ -1,6 +1,6 @@
 """The ``camlab`` command line: explain images and videos; the demo, model zoo, lab and course tools.
 
-Sub-commands: ``explain``, ``demo``, ``models``, ``images``, ``layers``, ``evaluate``, ``train`` and ``course``.
+Sub-commands: ``explain``, ``demo``, ``models``, ``images``, ``layers``, ``evaluate``, ``train``, ``course`` and ``docs``.
 
 Conventions (those of POSIX tools and argparse):
 
@@ -293,9 +293,16 @@ def cmd_explain(args) -> None:
             explain_image(model, source, own, explainers, args.target, tqdm.write)
 
 
-def demo_output(value: str, force: bool) -> Path:
-    """``--out`` of ``camlab demo``: a figure file, or a folder to put ``camlab-demo.png`` in."""
-    out = Path(value) / "camlab-demo.png" if _is_folder(value) else _check_suffix(Path(value), video=False)
+DEMO_OUT = "camlab-demo.png"
+
+
+def demo_output(value: str | None, force: bool) -> Path:
+    """``--out`` of ``camlab demo``: a figure file, or a folder to put ``camlab-demo.png`` in. Without ``--out``
+    the demo writes ``camlab-demo.png`` in the current folder and replaces its own earlier figure there, so the
+    main command can be run again; a file named with ``--out`` is only replaced with ``--force``."""
+    if value is None:
+        return Path(DEMO_OUT)
+    out = Path(value) / DEMO_OUT if _is_folder(value) else _check_suffix(Path(value), video=False)
     check_overwrite([out], force)
     make_folders([out])
     return out
@@ -316,8 +323,10 @@ def cmd_demo(args) -> None:
     x = camlab.preprocess(image, model).to(device)
     print(f"efficientnet_lite0 (offline ImageNet model) on the bundled image {args.image!r}, top-5:")
     _print_predictions(model, x)
-    target = camlab.predict(model, x, k=1)[0][0][0]
+    target, label, _ = camlab.predict(model, x, k=1)[0][0]
     methods = camlab.methods.ordered("demo")
+    print(f"explaining class {target} ({label!r}, the top-1) with the {len(methods)} methods of the demo "
+          f"selection ({len(camlab.METHODS)} registered; `camlab explain --method NAME` runs any of them)")
     maps = {}
     for name in tqdm(methods, desc="explaining", disable=args.no_progress):
         explainer = camlab.build(name, model, progress=False)
@@ -327,7 +336,9 @@ def cmd_demo(args) -> None:
             heat = explainer(x, target=target)[0].cpu()
         maps[camlab.METHODS[name].__name__] = heat
     display = image.resize(tuple(x.shape[-1:-3:-1]))
-    _save(camlab.show(display, maps, ncols=min(5, len(maps) + 1)), out)
+    figure = camlab.show(display, maps, ncols=min(5, len(maps) + 1))
+    figure.suptitle(f"{args.image}: maps for class {target} ({label}), the model's top-1")
+    _save(figure, out)
 
 
 def cmd_models(args) -> None:
@@ -356,6 +367,13 @@ def cmd_evaluate(args) -> None:
     from camlab import evaluate
 
     evaluate.main([option for option in args.options if option != "--"])
+
+
+def cmd_docs(args) -> None:
+    from camlab import docsite
+
+    html, seconds = docsite.build(args.out, strict=not args.no_strict, quiet=not args.verbose)
+    print(f"{html / 'index.html'} ({seconds:.0f} s)")
 
 
 def cmd_train(args) -> None:
@@ -405,9 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_explain(commands)
 
-    demo = commands.add_parser("demo", help="top-5 predictions and every method's map for a bundled image, offline")
+    demo = commands.add_parser("demo", help="top-5 predictions and the demo selection's maps for a bundled image, "
+                                            "offline")
     demo.add_argument("--image", default="cat", help="bundled image name (default: cat)")
-    demo.add_argument("--out", default="camlab-demo.png", help="output figure, or a folder (default: camlab-demo.png)")
+    demo.add_argument("--out", default=None, help="output figure, or a folder (default: camlab-demo.png in the "
+                                                  "current folder, replaced on every run)")
     _add_run_options(demo)
     demo.set_defaults(run=cmd_demo)
 
@@ -431,6 +451,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-progress", action="store_true", help="hide progress bars")
     train.set_defaults(run=cmd_train)
+
+    docs = commands.add_parser("docs", help="build the website: course chapters, user guide, API reference, glossary")
+    docs_commands = docs.add_subparsers(dest="docs_command", required=True)
+    docs_build = docs_commands.add_parser(
+        "build", help="build the site offline from the stored notebook outputs, warnings as errors (needs .[docs])")
+    docs_build.add_argument("--out", default="build/docs", help="output folder; the site is OUT/html (default: "
+                                                                 "build/docs)")
+    docs_build.add_argument("--no-strict", action="store_true", help="report warnings without failing")
+    docs_build.add_argument("--verbose", action="store_true", help="show Sphinx's progress")
+    docs_build.set_defaults(run=cmd_docs)
 
     from camlab.course.cli import register as register_course
 
