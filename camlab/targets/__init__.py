@@ -38,7 +38,7 @@ import torch
 
 from camlab.targets.objects import (BinaryTarget, ClassTarget, DetectionTarget, EmbeddingTarget, SegmentationTarget,
                                     as_index, check_classes, class_probability)
-from camlab.targets.outputs import batch_size, detach, logits_of, split, tensors
+from camlab.targets.outputs import batch_size, detach, logits_of, map_tensors, split, tensors
 
 Target = Union[None, int, Sequence, torch.Tensor, Callable[[Any], torch.Tensor]]
 
