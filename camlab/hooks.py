@@ -141,7 +141,9 @@ class ActivationCapture:
     first layer): it becomes a leaf of its own. Each layer
     passes a *copy* on into the network, so that in-place ops after it cannot modify what was stored. The forward
     pass can therefore start under ``torch.no_grad()``: nothing below the first layer builds an autograd graph.
-    Without ``differentiable`` the outputs are stored detached. The hooks live inside the ``with`` block only.
+    Without ``differentiable`` the outputs are stored detached. The hooks live inside the ``with`` block only and
+    see only the forward passes of the thread that entered it (another thread's plain forward pass on the same model
+    runs through them untouched).
 
     ``activations`` follows the order of ``modules``; ``order`` lists the indices of ``modules`` in the order they
     ran; ``activation`` is the output of a single hooked layer.
@@ -156,6 +158,8 @@ class ActivationCapture:
 
     def _hook(self, index: int):
         def hook(module, inputs, output):
+            if threading.get_ident() != self._thread:  # another thread's forward pass on the same model: not ours
+                return None
             if not isinstance(output, torch.Tensor) and not self.structured:
                 raise TypeError(
                     f"the target layer returns {type(output).__name__}, not a tensor; choose a layer whose output is "
@@ -183,6 +187,7 @@ class ActivationCapture:
         return tensor
 
     def __enter__(self) -> "ActivationCapture":
+        self._thread = threading.get_ident()
         add_forward_hooks(self._handles, ((module, self._hook(index)) for index, module in enumerate(self.modules)))
         return self
 
