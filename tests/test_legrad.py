@@ -266,3 +266,29 @@ def test_masked_or_cross_attention_in_a_torchvision_block_is_refused(call, probl
     block.forward = lambda tokens: tokens + call(block.self_attention, block.ln_1(tokens))[0]
     with pytest.raises(ValueError, match=problem):
         LeGrad(model)(images(size=32), target=0)
+
+
+def test_on_lab_vit_two_object_scenes_the_map_follows_the_explained_class():
+    """100 seeded lab scenes (seed 4242), each with one object of its label class and one distractor of another
+    class. Per scene, the label box's share of the map's mass minus the distractor box's share, with the label
+    explained (a) and with the distractor's class explained (b): a class-blind map would give a = b. Measured
+    mean(a - b) = +0.070, 95% paired bootstrap interval [0.046, 0.093]; a > b in 71 of 100 scenes
+    (sign test p = 3e-5). (lab_vit was trained on one-object scenes: its top class is the label in 62 of them.)"""
+    from camlab.analysis.regions import mass_in_boxes
+    from camlab.lab.scenes import class_index, make_scenes, normalise
+    from camlab.lab.zoo import load_lab_model
+    from camlab.stats import paired_comparison
+
+    scenes = make_scenes(100, seed=4242, instances=1, distractors=1)
+    distractors = [next(o for o in objects if not o["main"]) for objects in scenes.objects]
+    other_class = [class_index(o["class"]) for o in distractors]
+    other_box = torch.tensor([o["box"] for o in distractors])
+    explainer, x = LeGrad(load_lab_model("lab_vit")), normalise(scenes.images)
+
+    def contrast(maps):
+        return mass_in_boxes(maps, scenes.boxes) - mass_in_boxes(maps, other_box)
+
+    a = contrast(explainer(x, target=scenes.labels.tolist()))
+    b = contrast(explainer(x, target=other_class))
+    comparison = paired_comparison(a, b)
+    assert comparison.difference.low > 0 and comparison.wins_a > comparison.wins_b, comparison
