@@ -117,7 +117,7 @@ def _from_scratch(vit: VisionTransformer, x: torch.Tensor, classes: list[int]) -
         for attention, tokens in zip(probabilities, outputs):
             score = vit.forward_head(vit.norm(tokens)).gather(1, torch.tensor(classes)[:, None]).sum()
             (gradient,) = torch.autograd.grad(score, attention, retain_graph=True)
-            maps.append(gradient.clamp(min=0).mean(dim=(1, 2))[:, 1:])
+            maps.append(gradient.clamp(min=0).mean(dim=(1, 2))[:, vit.num_prefix_tokens:])
     finally:
         for handle in handles:
             handle.remove()
@@ -127,16 +127,20 @@ def _from_scratch(vit: VisionTransformer, x: torch.Tensor, classes: list[int]) -
     return torch.stack(maps).mean(dim=0).reshape(len(x), side, side).detach()
 
 
-def test_equals_a_from_scratch_implementation_on_a_random_vit_tiny_patch16_224():
+@pytest.mark.parametrize("name, size, grid", [("vit_tiny_patch16_224", 224, 14),
+                                             ("deit_tiny_distilled_patch16_224", 64, 4)])
+def test_equals_a_from_scratch_implementation_on_random_timm_vit_and_distilled_deit(name, size, grid):
+    """vit_tiny: one prefix token (class); the distilled DeiT: two (class and distillation), both dropped as keys,
+    and its score is timm's forward_head, the mean of its two heads."""
     import timm
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=10).eval()
-    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+        vit = timm.create_model(name, pretrained=False, num_classes=10, img_size=size).eval()
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(2))
     ours = LeGrad(vit)(x, target=[3, 7], raw=True)             # timm's fused kernel: nothing switched
     reference = _from_scratch(vit, x, [3, 7])
-    assert ours.shape == (2, 14, 14) and reference.abs().max() > 0
+    assert ours.shape == (2, grid, grid) and reference.abs().max() > 0
     torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-5 * reference.abs().max().item())
 
 
