@@ -89,9 +89,14 @@ def test_each_block_is_scored_at_its_own_output_and_block_maps_are_averaged():
                                torch.tensor([[0.0, 0.2], [0.0, 0.4]]))
 
 
-@pytest.mark.parametrize("make, x", [(random_vit, images()), (torchvision_vit, images(size=32))])
+@pytest.mark.parametrize("make, x", [(random_vit, images()), (torchvision_vit, images(size=32)),
+                                     (lambda: random_vit(global_pool="avg", class_token=False), images())])
 def test_the_last_blocks_score_is_the_models_own_logit(make, x):
+    """Class token (timm, torchvision) or the model's own pooling (timm's global_pool='avg' without a class token,
+    where every token is a patch: the map then has all 4 patches)."""
     model = make()
+    side = x.shape[-1] // 8
+    assert LeGrad(model)(x, target=0, raw=True).shape == (len(x), side, side)
     explainer = LeGrad(model)
     last = explainer.blocks[-1][1]
     kept = []
