@@ -6,6 +6,10 @@ the min-max scaled maps, the map magnitude, the max |delta| against torchcam's d
 torchcam's time per round over interleaved rounds (median and range).
 
     python benchmarks/bench_legrad.py [--rounds 5] [--batch 4] [--size 64]
+
+Measured on the shared 2-core CPU machine (defaults): raw maps max |delta| 9.3e-10 (map max 4.1e-3), scaled maps
+6.3e-6 (torchcam adds 1e-8 to the denominator), against torchcam's default mean-pooled score 1.3e-3 (the same size
+as the map); camlab / torchcam time 0.96 (range 0.84-1.39) over 5 interleaved rounds.
 """
 from __future__ import annotations
 
