@@ -37,7 +37,18 @@ def test_cue_mass_check(check):
     assert not check("ch05_cue_mass", lambda m, b: m[b[1]:b[3], b[0]:b[2]].mean() / m.mean())  # mean, not sum
 
 
-def test_sigmoid_gradient_check(check):
-    assert check("ch05_sigmoid_gradient", lambda y, s: s * torch.sigmoid(s * y) * (1 - torch.sigmoid(s * y)))
-    no_scale = lambda y, s: torch.sigmoid(s * y) * (1 - torch.sigmoid(s * y))  # noqa: E731 (forgets du/dy = s)
-    assert not check("ch05_sigmoid_gradient", no_scale)
+def test_saturation_experiment_check_passes_the_students_seed_only(check):
+    from camlab.exercises.ch05 import saturation_shift_reference
+
+    assert check("ch05_saturation_shift", saturation_shift_reference)
+    # an answer for another seed (copied from another student) fails, and so does one that forgets the truth
+    assert not check("ch05_saturation_shift", lambda seed, gain: saturation_shift_reference(seed + 1, gain))
+    forgets_truth = lambda seed, gain: saturation_shift_reference(seed, gain) + 0.5  # noqa: E731
+    assert not check("ch05_saturation_shift", forgets_truth)
+
+
+def test_saturation_shift_is_zero_for_a_linear_gate_and_large_for_a_saturated_one():
+    from camlab.exercises.ch05 import saturation_shift_reference
+
+    assert saturation_shift_reference(0, 1e-3).abs().max() < 1e-3
+    assert saturation_shift_reference(0, 10.0).mean() < -0.3

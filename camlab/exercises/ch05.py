@@ -1,5 +1,5 @@
 """Checks for chapter 05, failure analysis: what a channel really contributes, how much of a map lies on a
-spurious cue, and how a saturating target kills the gradient."""
+spurious cue, and how a gate that saturates inside a network hides its evidence from the gradient."""
 from __future__ import annotations
 
 import torch
@@ -52,13 +52,42 @@ def check_cue_mass(student, hidden: list | None = None) -> CheckResult:
                           "divide by the sum of the whole map", compare=lambda a, e: close(a, e, atol=1e-4))
 
 
-#: worked example (scale 3): 3 sigma(1.5) (1 - sigma(1.5)) = 3 * 0.8176 * 0.1824 = 0.4474
-SIGMOID_GRADIENT = [((torch.tensor([0.5, 2.]), 3.0), torch.tensor([0.44744, 0.0074]))]
+#: the saturation experiment's protocol: toy cases per seed
+SATURATION_CASES = 120
 
 
-def check_sigmoid_gradient(student, hidden: list | None = None) -> CheckResult:
-    """``student(logit, scale) -> d sigmoid(scale * logit) / d logit`` (tensors, element-wise)."""
-    name, cases = cases_for("sigmoid_gradient", SIGMOID_GRADIENT, hidden)
-    return run_check(name, lambda logit, scale: _detached(student(logit, scale)), cases,
-                     hint="chain rule: the sigmoid's derivative at u is sigma(u) (1 - sigma(u)); here u = scale * "
-                          "logit, and du/dlogit contributes one more factor", compare=lambda a, e: close(a, e))
+def saturation_shift_reference(seed: int, gain: float) -> torch.Tensor:
+    """The experiment done right, on ``two_blob_activations(120, seed)`` and ``GatedHead(gain)``: per case, the
+    share of the scaled Grad-CAM map (layer ``features``) in blob 0's box out of the mass in both boxes, minus the
+    share of the score lost when channel 0 is zeroed out of the losses of zeroing each channel."""
+    from camlab.analysis import mass_in_boxes
+    from camlab.lab.toys import GatedHead, two_blob_activations
+    from camlab.methods import GradCAM
+
+    activations, boxes = two_blob_activations(SATURATION_CASES, seed)
+    head = GatedHead(gain).eval()
+    mass = mass_in_boxes(GradCAM(head, layer="features")(activations, target=0), boxes)
+    with torch.no_grad():
+        score = head(activations)[:, 0]
+        drops = []
+        for k in range(2):
+            ablated = activations.clone()
+            ablated[:, k] = 0
+            drops.append(score - head(ablated)[:, 0])
+    return mass[:, 0] / mass.sum(1) - drops[0] / (drops[0] + drops[1])
+
+
+def check_saturation_shift(student, seed: int, hidden: list | None = None) -> CheckResult:
+    """``student(seed, gain) -> (120,)``: the per-case shift of Grad-CAM's share on the gated blob away from its
+    true share (:func:`saturation_shift_reference`) for the student's own ``seed`` (``STUDENT_SEED``) and the gains
+    0.5 and 10; ``hidden`` lists further seeds, so that an answer copied from another student fails. The reference
+    is computed after the student's function has returned."""
+    seeds = [seed] if hidden is None else [int(s) for s in hidden]
+    cases = [((s, gain), (s, gain)) for s in seeds for gain in (0.5, 10.0)]
+    name = "saturation experiment" if hidden is None else "saturation experiment (hidden seeds)"
+    return run_check(
+        name, lambda s, gain: _detached(torch.as_tensor(student(s, gain))), cases,
+        compare=lambda actual, expected: close(actual, saturation_shift_reference(*expected), atol=1e-3),
+        hint="draw the toy cases with your seed, explain GatedHead(gain) at 'features' with Grad-CAM (scaled maps), "
+             "take blob 0's share of the mass inside the two boxes, and subtract the true share: the score lost by "
+             "zeroing channel 0 divided by the losses of zeroing channel 0 and channel 1")
