@@ -45,8 +45,9 @@ def test_top_k_cams_break_ties_by_the_lower_index():
     assert ch01.check_top_k_cams(top_k_cams, seed=0, hidden=[0])
 
 
-def test_top_k_cams_pass_only_for_their_own_seed():
+def test_top_k_cams_pass_only_for_their_own_seed(monkeypatch):
     """An answer typed in for seed 0 (copied from a classmate) passes seed 0 and fails seed 1."""
+    monkeypatch.delenv("CAMLAB_STRICT_CHECKS", raising=False)  # a failing check returns False
     expected = ch01.top_k_case(0)[1]
     assert ch01.check_top_k_cams(lambda a, w, b, k: expected, seed=0)
     assert not ch01.check_top_k_cams(lambda a, w, b, k: expected, seed=1)

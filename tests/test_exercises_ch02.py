@@ -100,8 +100,9 @@ def test_softmax_weights_fail_wrong_answers(wrong, check):
     assert not check("ch02_softmax_weights", wrong)
 
 
-def test_softmax_weights_pass_only_for_their_own_seed():
+def test_softmax_weights_pass_only_for_their_own_seed(monkeypatch):
     """An answer typed in for seed 0 (copied from a classmate) passes seed 0's check and fails seed 1's."""
+    monkeypatch.delenv("CAMLAB_STRICT_CHECKS", raising=False)  # a failing check returns False
     (_, _, c0), expected0 = ch02.softmax_weights_case(0)
     copied = lambda alpha, p, c: expected0  # noqa: E731
     assert ch02.check_softmax_weights(copied, seed=0)
@@ -150,7 +151,8 @@ def test_removal_effect_fails_wrong_answers(wrong, check):
     assert not check("ch02_removal_effect", wrong)
 
 
-def test_removal_effect_passes_only_for_its_own_seed():
+def test_removal_effect_passes_only_for_its_own_seed(monkeypatch):
+    monkeypatch.delenv("CAMLAB_STRICT_CHECKS", raising=False)  # a failing check returns False
     model = camlab.load_model("lab_vgg")
     answers = removal_effect(model, 0)
     assert ch02.check_removal_effect(lambda model, seed: answers, seed=0)
