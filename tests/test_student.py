@@ -145,6 +145,9 @@ def test_folded_answers_to_the_written_questions_are_only_in_the_instructors_not
     chapters' form of a written answer) are blanked; a chapter may have either or both."""
     instructor = nbformat.read(notebooks_dir() / f"{stem}.ipynb", as_version=4)
     student = student_notebook(instructor)
+    # a chapter's written answers are folded <details> or (the homework contract) manually graded answer cells
+    assert any("<details>" in cell.source or (cell.cell_type == "markdown" and grading_info(cell).get("grade"))
+               for cell in instructor.cells)
     assert not any("<details" in cell.source or "</details>" in cell.source for cell in student.cells)
     assert len(student.cells) == len(instructor.cells)
     for given, blanked in zip(instructor.cells, student.cells):
