@@ -207,11 +207,11 @@ peer_targets = pytest.importorskip("pytorch_grad_cam.utils.model_targets")
 
 @pytest.fixture(scope="module")
 def peer_case():
-    """A random-weight torchvision MobileNetV3-Small on two 40x40 inputs (1600 pixels, so r * 1600 is whole for every
+    """A random-weight torchvision ResNet-18 on two 40x40 inputs (1600 pixels, so r * 1600 is whole for every
     share r = 0.1, ..., 0.9) and smooth maps without ties (upsampled 5x5 noise plus a 1e-4 jitter, float64)."""
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
-    model = torchvision.models.mobilenet_v3_small(num_classes=10).eval()
+    model = torchvision.models.resnet18(num_classes=10).eval()
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 40, 40, generator=generator)
     coarse = torch.rand(2, 1, 5, 5, generator=generator)
@@ -232,27 +232,28 @@ def _peer_change(order, percentile, case, noise=0.0):
 
 def test_every_share_equals_pytorch_grad_cams_percentile_without_noise(peer_case):
     """pytorch-grad-cam's percentile p removes the share r = 1 - p/100, most or least relevant first. Measured
-    max |difference| of the probability changes: 9e-8 (float32 model outputs); asserted: 1e-6."""
+    max |difference| of the probability changes: 1.0e-7 (float32 model outputs); asserted: 1e-6."""
     model, x, heat, classes = peer_case
     fractions, most, least = road_curves(model, x, heat, classes, noise=0.0)
     for column, fraction in enumerate(fractions.tolist()):
         percentile = round(100 * (1 - fraction))
         peer_most = _peer_change("RemoveMostRelevantFirst", percentile, peer_case)
         peer_least = _peer_change("RemoveLeastRelevantFirst", percentile, peer_case)
+        assert np.abs(peer_most).max() > 1e-3  # the model responds: a comparison that can fail
         assert np.abs(peer_most - most[:, column].numpy()).max() < 1e-6
         assert np.abs(peer_least - least[:, column].numpy()).max() < 1e-6
 
 
 def test_road_combined_equals_pytorch_grad_cams_with_its_own_noise_level(peer_case, monkeypatch):
     """pytorch-grad-cam's ROADCombined (percentiles 20, 50, 80; noise 0.01 from the global RNG) against camlab's with
-    noise 0.01 from its seed: the draws differ, so the two agree to the noise's effect (measured 3e-4 on this
-    case; asserted 2e-3), and exactly (1e-6) once both have noise 0."""
+    noise 0.01 from its seed: the draws differ, so the two agree to the noise's effect (measured 5e-5 to 7e-5 at
+    percentiles 10..90 over three seeds; asserted 5e-4), and to 1e-6 once both have noise 0."""
     model, x, heat, classes = peer_case
     targets = [peer_targets.ClassifierOutputSoftmaxTarget(c) for c in classes]
     torch.manual_seed(1)
     peer = peer_road.ROADCombined([20, 50, 80])(x, heat.numpy(), targets, model)
     _, most, least = road_curves(model, x, heat, classes, fractions=(0.8, 0.5, 0.2))
-    assert np.abs(peer - ((least - most) / 2).mean(dim=1).numpy()).max() < 2e-3
+    assert np.abs(peer - ((least - most) / 2).mean(dim=1).numpy()).max() < 5e-4
     monkeypatch.setattr(peer_road.NoisyLinearImputer.__init__, "__defaults__", (0.0, peer_road.neighbors_weights))
     peer = peer_road.ROADCombined([20, 50, 80])(x, heat.numpy(), targets, model)
     _, most, least = road_curves(model, x, heat, classes, fractions=(0.8, 0.5, 0.2), noise=0.0)
