@@ -1,0 +1,216 @@
+"""Complexity and Coherency (Poppi et al., CVPRW 2021) and ARCC (Domeniconi et al., arXiv 2026) worked by hand on
+2x2 and 3x3 examples, their refusals, and agreement with pytorch-grad-cam 1.5.7's ``metrics/arcc.py``."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import camlab
+from camlab.metrics import arcc, arcc_scores, coherency, complexity
+from camlab.metrics.arcc import harmonic_mean, pearson
+from tests.snapshots import ModelSnapshot
+
+#: a map already in [0, 1]: sum 2 over 4 pixels
+MAP = torch.tensor([[[0.0, 0.5], [1.0, 0.5]]])
+
+
+class FirstChannelMean(nn.Module):
+    """Two logits: the mean of channel 0 and 0 (only used to resolve the target class)."""
+
+    def forward(self, x):
+        value = x[:, 0].mean(dim=(1, 2))
+        return torch.stack([value, torch.zeros_like(value)], dim=1)
+
+
+def first_channel(x, target):
+    """An explainer whose map is the image's first channel."""
+    return x[:, 0]
+
+
+def test_complexity_is_the_mean_of_the_scaled_map():
+    """(0 + 0.5 + 1 + 0.5) / 4 = 0.5; the same map shifted and stretched scales back to it; a flat map is 0."""
+    assert complexity(MAP) == pytest.approx(0.5)
+    assert complexity(2 * MAP + 3) == pytest.approx(0.5)
+    assert complexity(torch.full((1, 2, 2), 0.7)) == 0.0
+    assert complexity(torch.cat([MAP, torch.ones(1, 2, 2) * torch.tensor([[1.0, 0.0], [0.0, 0.0]])])) == \
+        pytest.approx((0.5 + 0.25) / 2)
+
+
+def test_coherency_of_a_map_that_squares_under_its_own_mask():
+    """The explainer returns the image's first channel and the image is the map M = (0, 0.5, 1, 0.5): the masked
+    image is M^2 = (0, 0.25, 1, 0.25). Centred: M - 0.5 = (-0.5, 0, 0.5, 0), M^2 - 0.375 = (-0.375, -0.125, 0.625,
+    -0.125); covariance sum 0.5, squared norms 0.5 and 0.5625: rho = 0.5 / sqrt(0.28125) = 2 sqrt(2) / 3, and
+    coherency = (1 + rho) / 2."""
+    x = MAP[:, None].repeat(1, 3, 1, 1)
+    expected = (1 + 2 * math.sqrt(2) / 3) / 2
+    assert coherency(FirstChannelMean(), x, first_channel) == pytest.approx(expected, abs=1e-7)
+    assert coherency(FirstChannelMean(), x, first_channel, maps=MAP) == pytest.approx(expected, abs=1e-7)
+
+
+def test_a_flat_map_has_coherency_one_half_not_nan():
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    flat = lambda batch, target: torch.zeros(batch.shape[0], 4, 4)  # noqa: E731
+    assert coherency(FirstChannelMean(), x, flat) == 0.5
+    assert torch.equal(pearson(torch.zeros(1, 4), torch.arange(4.0)[None]), torch.zeros(1, dtype=torch.float64))
+
+
+def test_the_harmonic_mean_and_its_zero_limit():
+    """3 / (1/1 + 1/0.5 + 1/0.25) = 3/7; a zero term makes it 0."""
+    values = harmonic_mean(torch.tensor([1.0, 1.0]), torch.tensor([0.5, 0.5]), torch.tensor([0.25, 0.0]))
+    assert values.tolist() == pytest.approx([3 / 7, 0.0])
+
+
+class LinearLogit(nn.Module):
+    """Two classes on a 1x3x3 image: logit 0 = 0, logit 1 = 0.1 * (sum of the pixels) (as in test_metrics_road)."""
+
+    def forward(self, x):
+        total = 0.1 * x.sum(dim=(1, 2, 3))
+        return torch.stack([torch.zeros_like(total), total], dim=1)
+
+
+def test_arcc_by_hand_on_a_linear_model():
+    """Image (0 1 0 / 2 5 3 / 0 4 8), logit 2.3 for class 1. The explainer always returns the map below, so
+    coherency = 1; complexity = (0 + .3 + .2 + .4 + 1 + .5 + .1 + .6 + .7) / 9 = 3.8 / 9. ROAD at share 1/9 (one
+    pixel, noise 0): MoRF imputes the centre 5 -> 7/3 (logit 2.3 - 4/15), LeRF the corner 0 -> 11/5 (logit 2.52),
+    so combined = (sigmoid(2.52) - sigmoid(2.3 - 4/15)) / 2 and ARCC = 3 / (1 + 1/(1 - 3.8/9) + 1/(2 combined))."""
+    sigmoid = lambda value: 1 / (1 + math.exp(-value))  # noqa: E731
+    image = torch.tensor([[[[0.0, 1.0, 0.0], [2.0, 5.0, 3.0], [0.0, 4.0, 8.0]]]])
+    heat = torch.tensor([[0.0, 0.3, 0.2], [0.4, 1.0, 0.5], [0.1, 0.6, 0.7]])
+    explainer = lambda x, target: heat.expand(x.shape[0], 3, 3)  # noqa: E731
+    scores = arcc_scores(LinearLogit(), image, explainer, target=1, fractions=(1 / 9,), noise=0.0)
+    combined = (sigmoid(2.52) - sigmoid(2.3 - 4 / 15)) / 2
+    assert scores["coherency"].item() == pytest.approx(1.0)
+    assert scores["complexity"].item() == pytest.approx(3.8 / 9)
+    assert scores["road"].item() == pytest.approx(combined, abs=1e-7)
+    expected = 3 / (1 + 1 / (1 - 3.8 / 9) + 1 / (2 * combined))
+    assert scores["arcc"].item() == pytest.approx(expected, abs=1e-6)
+    assert arcc(LinearLogit(), image, explainer, target=1, fractions=(1 / 9,), noise=0.0) == pytest.approx(expected,
+                                                                                                         abs=1e-6)
+
+
+def test_a_negative_road_score_makes_arcc_zero():
+    """The inverted map removes the corner under MoRF and the centre under LeRF: combined < 0, clipped to 0."""
+    image = torch.tensor([[[[0.0, 1.0, 0.0], [2.0, 5.0, 3.0], [0.0, 4.0, 8.0]]]])
+    heat = 1 - torch.tensor([[0.0, 0.3, 0.2], [0.4, 1.0, 0.5], [0.1, 0.6, 0.7]])
+    explainer = lambda x, target: heat.expand(x.shape[0], 3, 3)  # noqa: E731
+    scores = arcc_scores(LinearLogit(), image, explainer, target=1, fractions=(1 / 9,), noise=0.0)
+    assert scores["road"].item() < 0 and scores["arcc"].item() == 0.0
+
+
+def test_batches_give_the_same_scores_and_the_model_is_restored():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(4, 3))
+    model.train()
+    snapshot = ModelSnapshot.of(model)
+    x = torch.rand(3, 3, 10, 10, generator=torch.Generator().manual_seed(0))
+    explainer = lambda batch, target: batch.mean(dim=1) ** 2  # noqa: E731
+    whole = arcc_scores(model, x, explainer, fractions=(0.3, 0.7), noise=0.0)
+    split = arcc_scores(model, x, explainer, fractions=(0.3, 0.7), noise=0.0, batch_size=2)
+    for name in whole:
+        assert torch.allclose(whole[name], split[name], atol=1e-12), name
+    snapshot.assert_unchanged(model)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda x: arcc(FirstChannelMean(), x, torch.rand(2, 4, 4)), TypeError,
+     "arcc computes the map again on the masked image, so explainer must be an explainer"),
+    (lambda x: coherency(FirstChannelMean(), x, torch.rand(2, 4, 4)), TypeError, "give precomputed maps as maps="),
+    (lambda x: coherency(FirstChannelMean(), x, first_channel, space="pixels"), ValueError,
+     "space must be 'image'"),
+    (lambda x: arcc(FirstChannelMean(), x, first_channel, fractions=(1.5,)), ValueError,
+     "fractions must be shares of removed pixels"),
+    (lambda x: arcc(FirstChannelMean(), x, first_channel, noise=float("inf")), ValueError,
+     "noise must be a finite standard deviation"),
+    (lambda x: arcc(FirstChannelMean(), x, first_channel, maps=torch.rand(3, 4, 4)), ValueError,
+     "got 3 precomputed maps for 2 input images"),
+], ids=["arcc-precomputed", "coherency-precomputed", "space", "fractions", "noise", "count"])
+def test_bad_input_is_refused_with_what_would_be_right(call, error, message):
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(error, match=message):
+        call(x)
+
+
+def test_nan_maps_are_refused_naming_the_metric_and_the_image():
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    maps = torch.rand(2, 4, 4, generator=torch.Generator().manual_seed(1))
+    maps[1, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match="^complexity: the map of image 1 contains NaN"):
+        complexity(maps)
+    with pytest.raises(ValueError, match="^arcc: the map of image 1 contains NaN"):
+        arcc(FirstChannelMean(), x, first_channel, maps=maps)
+
+    def nan_on_masked_images(batch, target):  # the images themselves are fine, their masked copies are not
+        out = batch[:, 0].clone()
+        if not torch.equal(batch, x):
+            out[:, 0, 0] = float("nan")
+        return out
+
+    with pytest.raises(ValueError, match="^coherency: the map of image 0 contains NaN"):
+        coherency(FirstChannelMean(), x, nan_on_masked_images)
+
+
+# --- pytorch-grad-cam 1.5.7 -----------------------------------------------------------------------------------------
+
+peer_arcc = pytest.importorskip("pytorch_grad_cam.metrics.arcc")
+peer_road = pytest.importorskip("pytorch_grad_cam.metrics.road")
+peer_cam = pytest.importorskip("pytorch_grad_cam")
+peer_targets = pytest.importorskip("pytorch_grad_cam.utils.model_targets")
+
+
+@pytest.fixture(scope="module")
+def peer_case():
+    """A random-weight torchvision ResNet-18 on two 40x40 inputs, pytorch-grad-cam's Grad-CAM maps of layer3 for the
+    top-1 class's probability with a 1e-3 jitter (so that no two pixels tie; rescaled to [0, 1]), and camlab's
+    Grad-CAM of the same layer and probability as the explainer."""
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    x = torch.randn(2, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        classes = model(x).argmax(dim=1).tolist()
+    targets = [peer_targets.ClassifierOutputSoftmaxTarget(c) for c in classes]
+    peer_explainer = peer_cam.GradCAM(model, [model.layer3])
+    cams = peer_explainer(input_tensor=x, targets=targets)
+    cams = cams + 1e-3 * np.random.default_rng(0).random(cams.shape).astype(np.float32)
+    low, high = cams.min(axis=(1, 2), keepdims=True), cams.max(axis=(1, 2), keepdims=True)
+    cams = ((cams - low) / (high - low)).astype(np.float32)
+    assert all(len(np.unique(one)) == one.size for one in cams)
+    gradcam = camlab.GradCAM(model, "layer3")
+
+    def explainer(batch, classes):
+        return gradcam(batch, [lambda output, c=c: output.softmax(dim=1)[:, c] for c in classes])
+
+    return model, x, classes, targets, cams, peer_explainer, explainer
+
+
+def test_complexity_and_coherency_equal_pytorch_grad_cams(peer_case):
+    """Measured max |difference|: complexity 1e-8, coherency 6e-8 (the two Grad-CAMs of the masked images agree);
+    asserted 1e-6 and 1e-5. The peer's coherencies here are 0.961 and 0.938."""
+    model, x, classes, targets, cams, peer_explainer, explainer = peer_case
+    peer_complexity = peer_arcc.Complexity()(cams)
+    peer_coherency = peer_arcc.Coherency()(x, cams, targets, model, peer_explainer)
+    scores = arcc_scores(model, x, explainer, classes, maps=torch.from_numpy(cams), noise=0.0)
+    assert np.abs(peer_complexity - scores["complexity"].numpy()).max() < 1e-6
+    assert np.abs(peer_coherency - scores["coherency"].numpy()).max() < 1e-5
+    assert float(np.ptp(peer_coherency)) > 0 or float(np.abs(peer_coherency - 0.5).max()) > 1e-3
+
+
+def test_arcc_equals_pytorch_grad_cams_without_noise(peer_case, monkeypatch):
+    """pytorch-grad-cam's ARCC (ROAD at percentiles 20..80) with its imputation noise set to 0, against camlab's
+    with noise 0: ARCC 0.0506 for the first image (ROAD combined 0.0089), and 3e-8 where camlab's is 0 for the
+    second (its ROAD is negative; the peer's 1e-8 in each denominator). Measured max |difference| 1.0e-7; asserted
+    1e-6."""
+    model, x, classes, targets, cams, peer_explainer, explainer = peer_case
+    monkeypatch.setattr(peer_road.NoisyLinearImputer.__init__, "__defaults__", (0.0, peer_road.neighbors_weights))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peer = peer_arcc.ARCC(base_method=peer_explainer)(x, cams, targets, model)
+    scores = arcc_scores(model, x, explainer, classes, maps=torch.from_numpy(cams), noise=0.0)
+    assert np.abs(peer - scores["arcc"].numpy()).max() < 1e-6
+    assert arcc(model, x, explainer, classes, maps=torch.from_numpy(cams), noise=0.0) == \
+        pytest.approx(float(peer.mean()), abs=1e-6)
