@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from camlab.maps import safe_divide, scale
-from camlab.metrics._common import (MapSource, batches, check_precomputed, compute_maps, is_precomputed, on_cpu,
+from camlab.metrics._common import (batches, check_precomputed, compute_maps, is_precomputed, on_cpu,
                                     refuses_nan_maps, saliency, to_image, to_input)
 from camlab.metrics.road import check_fractions, check_options, logits_on, road_batch
 from camlab.targets import class_indices
