@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from camlab.metrics import (linear_imputation, noisy_linear_imputation, road, road_combined, road_curves,
                             road_least_relevant_first, road_most_relevant_first)
+from camlab.metrics.imputation import nested_dissection
 from camlab.metrics.road import removal_masks
 from tests.snapshots import ModelSnapshot
 
@@ -67,6 +69,16 @@ def test_noise_lands_on_the_removed_pixels_only_and_follows_the_seed():
     assert torch.equal(first[:, ~removed], IMAGE[:, ~removed])
     assert not torch.allclose(first[:, removed], plain[:, removed])
     assert torch.equal(noisy_linear_imputation(IMAGE, removed, 0.0), plain)
+
+
+def test_nested_dissection_orders_the_halves_first_and_their_separator_last():
+    """A 10x10 grid: the middle row (4) of the bounding box separates rows 0-3 from rows 5-9 (no neighbour in
+    common, even diagonally), so it is eliminated last; the order is a permutation of the pixels."""
+    rows, cols = [values.reshape(-1) for values in np.divmod(np.arange(100), 10)]
+    order = nested_dissection(rows, cols, leaf=4)
+    assert sorted(order.tolist()) == list(range(100))
+    assert set(rows[order[-10:]].tolist()) == {4}
+    assert set(rows[order[:40]].tolist()) <= {0, 1, 2, 3}
 
 
 def test_removing_every_pixel_is_refused():
