@@ -149,3 +149,21 @@ def test_nan_maps_are_refused_naming_the_metric_and_the_image():
 
     with pytest.raises(ValueError, match="^coherency: the map of image 0 contains NaN"):
         coherency(FirstChannelMean(), x, nan_on_masked_images)
+
+
+def test_an_explainer_instance_gives_the_same_scores_as_its_precomputed_maps():
+    """camlab.GradCAM is called with each image's resolved class (here one per image), for the images and for their
+    masked copies; giving its maps of the images as maps= changes nothing."""
+    from camlab import GradCAM
+    from tests.tiny_nets import GapNet
+
+    torch.manual_seed(0)
+    net = GapNet().eval()
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    explainer = GradCAM(net, "features.2")
+    classes = [0, 2, 1]
+    direct = arcc_scores(net, x, explainer, classes, fractions=(0.25, 0.5), noise=0.0, batch_size=2)
+    given = arcc_scores(net, x, explainer, classes, maps=explainer(x, classes), fractions=(0.25, 0.5), noise=0.0)
+    for name in direct:
+        assert torch.allclose(direct[name], given[name], atol=1e-6), name
+    assert bool(((direct["coherency"] >= 0) & (direct["coherency"] <= 1)).all())
