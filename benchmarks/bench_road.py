@@ -13,7 +13,8 @@ Most of the time on both sides is the sparse solve of the imputation (one per im
 ``2 x shares x batch`` forward passes.
 
 Measured (shared 2-core x86_64 CPU under load, OMP_NUM_THREADS=1, batch 2, 5 rounds): camlab / pytorch-grad-cam
-ROAD 0.34 [0.27, 0.42] (medians 19.7 s vs 52.4 s), ARCC 0.36 [0.30, 0.40] (9.7 s vs 27.3 s).
+ROAD 0.34 [0.27, 0.42] (medians 19.7 s vs 52.4 s), ARCC 0.36 [0.30, 0.40] (9.7 s vs 27.3 s); batch 8, 2 rounds:
+ROAD 0.40 [0.24, 0.56] (74 s vs 178 s), ARCC 0.33 [0.28, 0.38] (21 s vs 60 s).
 """
 from __future__ import annotations
 
