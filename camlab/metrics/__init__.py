@@ -18,6 +18,10 @@ metric                         paper                                            
 :func:`occlusion_correlation`  Grad-CAM (ICCV 2017) Sec. 5.3                               higher
 :func:`sanity_check`           Adebayo et al. (NeurIPS 2018)                               lower (after cascade)
 :func:`class_discrimination`   Grad-CAM (ICCV 2017) Sec. 5.1, measured with masks          higher
+:func:`road`                   Rong et al. (ICML 2022): MoRF / LeRF / combined             lower / higher / higher
+:func:`complexity`             Poppi et al. (CVPRW 2021)                                   lower
+:func:`coherency`              Poppi et al. (CVPRW 2021)                                   higher
+:func:`arcc`                   Domeniconi et al. (arXiv 2026), with ROAD                   higher
 ============================== ========================================================== =====================
 """
 from camlab.metrics._common import saliency, spearman
@@ -28,6 +32,10 @@ from camlab.metrics.faithfulness import (auc, average_drop, causal_curve, confid
 from camlab.metrics.localization import box_from_map, gt_boxes, gt_masks, iou, label_sets, localization_error, pointing_game
 from camlab.metrics.sanity import cascade_layers, sanity_check
 from camlab.metrics.sweep import ThresholdSweep, localization_sweep
+from camlab.metrics.imputation import linear_imputation, noisy_linear_imputation
+from camlab.metrics.road import (road, road_combined, road_curves, road_least_relevant_first,
+                                 road_most_relevant_first)
+from camlab.metrics.arcc import arcc, arcc_scores, coherency, complexity
 
 __all__ = [
     "auc", "average_drop", "box_from_map", "cascade_layers", "causal_curve", "class_discrimination",
@@ -35,4 +43,8 @@ __all__ = [
     "insertion_auc", "iou", "label_sets", "localization_error", "localization_sweep", "mass_inside",
     "occlusion_correlation", "occlusion_faithfulness", "pointing_game", "sanity_check", "saliency", "spearman",
     "ThresholdSweep",
+]
+__all__ += [
+    "arcc", "arcc_scores", "coherency", "complexity", "linear_imputation", "noisy_linear_imputation", "road",
+    "road_combined", "road_curves", "road_least_relevant_first", "road_most_relevant_first",
 ]
