@@ -64,3 +64,21 @@ def test_pointing_hit_passes_euclidean_and_camlab_and_fails_chessboard_or_no_tol
     assert not check("ch04_pointing_hit", lambda h, m, t: _hit(h, m, 0))
     swapped = lambda h, m, t: m[np.unravel_index(np.argmax(h), h.shape)[::-1]]  # noqa: E731 (x and y swapped)
     assert not check("ch04_pointing_hit", swapped)
+
+
+def test_threshold_experiment_passes_validation_choice_and_fails_test_set_tuning(check):
+    from camlab.exercises.ch04 import threshold_experiment_reference
+
+    assert check("ch04_threshold_experiment", threshold_experiment_reference)
+    # another student's seed, or the threshold tuned on the test scenes themselves, fails
+    assert not check("ch04_threshold_experiment", lambda seed: threshold_experiment_reference(seed + 1)
+                     if threshold_experiment_reference(seed + 1)[0] != threshold_experiment_reference(seed)[0]
+                     else (0.0, np.zeros(100)))
+
+
+def test_threshold_tuned_on_the_test_scenes_is_not_the_validation_choice():
+    """Choosing on the test seed (2024) instead of the student's seed gives another answer for some seed."""
+    from camlab.exercises.ch04 import TEST_SEED, check_threshold_experiment, threshold_experiment_reference
+
+    tuned_on_test = lambda seed: threshold_experiment_reference(TEST_SEED)  # noqa: E731
+    assert any(not check_threshold_experiment(tuned_on_test, seed=s) for s in (0, 1, 2))

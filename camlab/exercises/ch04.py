@@ -1,4 +1,5 @@
-"""Checks for chapter 04, evaluating explanations: box overlap, the paper's localization box, the pointing game."""
+"""Checks for chapter 04, evaluating explanations: box overlap, the paper's localization box, the pointing game, and a
+box threshold chosen on validation scenes and reported on test scenes."""
 from __future__ import annotations
 
 import numpy as np
@@ -66,3 +67,51 @@ def check_pointing_hit(student, hidden: list | None = None) -> CheckResult:
                      hint="find the row and column of the map's maximum; it hits when its Euclidean distance to the "
                           "NEAREST mask pixel is at most the tolerance (inside the mask the distance is 0)",
                      compare=lambda a, e: a == e)
+
+
+#: the threshold experiment's protocol: the chapter's test scenes, and the size of a validation set
+TEST_SEED, SCENES = 2024, 100
+
+
+def threshold_experiment_reference(seed: int) -> tuple[float, np.ndarray]:
+    """The experiment done right: Grad-CAM of ``lab_gap`` at ``features`` for the true class; the box threshold with
+    the lowest GT-known localization error on the validation scenes ``make_scenes(100, seed=seed)``
+    (:func:`camlab.metrics.localization_sweep`'s default thresholds, the smallest on ties), and, at that threshold,
+    whether each of the chapter's test scenes ``make_scenes(100, seed=2024)`` is localized (IoU >= 0.5)."""
+    from camlab.lab import make_scenes, normalise
+    from camlab.methods import GradCAM
+    from camlab.metrics import localization_sweep
+    from camlab.models import load_model
+
+    lab = load_model("lab_gap")
+    explain = GradCAM(lab, layer="features")
+    validation, test = make_scenes(SCENES, seed=seed), make_scenes(SCENES, seed=TEST_SEED)
+    chosen = localization_sweep(explain(normalise(validation.images), target=validation.labels), validation.boxes).best
+    on_test = localization_sweep(explain(normalise(test.images), target=test.labels), test.boxes, thresholds=(chosen,))
+    return chosen, on_test.correct[0].numpy()
+
+
+def _same_threshold_experiment(actual, seed) -> bool:
+    """The same threshold (to 1e-9) and a per-scene outcome array whose share of localized scenes is within one scene
+    of the reference's (a near-tie at the box's edge may be settled differently)."""
+    chosen, outcomes = threshold_experiment_reference(seed)
+    try:
+        threshold, localized = float(actual[0]), np.asarray(actual[1], dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError, IndexError):
+        return False
+    return (abs(threshold - chosen) < 1e-9 and localized.shape == (SCENES,)
+            and abs(localized.mean() - outcomes.mean()) <= 1 / SCENES + 1e-9)
+
+
+def check_threshold_experiment(student, seed: int, hidden: list | None = None) -> CheckResult:
+    """``student(seed) -> (threshold, localized)``: the threshold chosen on the validation scenes of the student's
+    own ``seed`` (``STUDENT_SEED``) and the (100,) per-scene outcomes on the chapter's test scenes at that threshold
+    (:func:`threshold_experiment_reference`); ``hidden`` lists further seeds. The reference is computed after the
+    student's function has returned."""
+    seeds = [seed] if hidden is None else [int(s) for s in hidden]
+    name = "threshold experiment" if hidden is None else "threshold experiment (hidden seeds)"
+    return run_check(
+        name, student, [((s,), s) for s in seeds], compare=_same_threshold_experiment,
+        hint="choose the threshold on make_scenes(100, seed=seed) only (the lowest GT-known error of "
+             "localization_sweep, the smallest threshold on ties), then apply that one threshold to the test scenes "
+             "(seed 2024) and return it with the per-scene outcomes there")
