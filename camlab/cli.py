@@ -1,6 +1,6 @@
 """The ``camlab`` command line: explain images and videos; the demo, model zoo, lab and course tools.
 
-Sub-commands: ``explain``, ``demo``, ``models``, ``images``, ``layers``, ``evaluate``, ``train`` and ``course``.
+Sub-commands: ``explain``, ``demo``, ``models``, ``images``, ``layers``, ``evaluate``, ``train``, ``course`` and ``docs``.
 
 Conventions (those of POSIX tools and argparse):
 
@@ -16,98 +16,16 @@ Conventions (those of POSIX tools and argparse):
 from __future__ import annotations
 
 import argparse
-import difflib
 import glob
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from camlab.cli_args import (Parser, UsageError, _check_classifier, _check_model, _check_name,  # noqa: F401
+                             _positive, parse_device, parse_methods)
+
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
-
-
-class UsageError(Exception):
-    """The command line asks for something that does not exist or does not fit together: exit status 2."""
-
-    def __init__(self, message: str, prog: str | None = None):
-        super().__init__(message)
-        self.prog = prog
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse's parser, except that a usage error raises :class:`UsageError` (reported on one line, exit 2)
-    instead of printing the whole usage text and exiting."""
-
-    def error(self, message: str):
-        raise UsageError(f"{message} (see `{self.prog} --help`)", self.prog)
-
-
-# --- checking the command line before anything loads -------------------------------------------------------------
-
-def _check_name(what: str, name: str, known, listing: str) -> str:
-    if name in known:
-        return name
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
-    hint = f"; closest: {', '.join(repr(c) for c in close)}" if close else ""
-    raise UsageError(f"unknown {what} {name!r}{hint}; list them with `{listing}`")
-
-
-def _check_model(name: str) -> str:
-    import camlab
-
-    return _check_name("model", name, camlab.list_models(), "camlab models")
-
-
-def _check_classifier(name: str) -> str:
-    """A model ``camlab explain`` can explain: an image classifier (lab models of another kind are refused)."""
-    from camlab.lab.zoo import LAB_MODELS
-
-    spec = LAB_MODELS.get(_check_model(name))
-    if spec is not None and spec.recipe.kind != "classifier":
-        raise UsageError(f"--model {name} is a {spec.recipe.kind} model, not an image classifier: `camlab explain` "
-                         f"explains classifiers; explain it from Python ({spec.description})")
-    return name
-
-
-def parse_methods(values: list[str] | None) -> list[str]:
-    """``--method`` values (repeated and/or comma-separated) as registry names, in order, without repeats."""
-    import camlab
-
-    names = [part.strip() for value in (values or ["gradcam"]) for part in value.split(",") if part.strip()]
-    if not names:
-        raise UsageError("--method is empty; name a method such as gradcam (several: --method gradcam,scorecam)")
-    methods = []
-    for name in names:
-        try:
-            registered = camlab.get_method(name).name
-        except ValueError as error:
-            raise UsageError(str(error)) from None
-        if registered not in methods:
-            methods.append(registered)
-    return methods
-
-
-def parse_device(name: str):
-    """``--device`` as a ``torch.device`` that is available on this machine (else a usage error saying why)."""
-    import torch
-
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown device {name!r}; use cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise UsageError(f"--device {name}: no CUDA GPU is available to this torch "
-                             f"(torch {torch.__version__}); use --device cpu")
-        if device.index is not None and device.index >= count:
-            raise UsageError(f"--device {name}: there are {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
-    elif device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise UsageError(f"--device {name}: Apple's MPS backend is not available here; use --device cpu")
-    elif device.type != "cpu":
-        raise UsageError(f"--device {name}: camlab's command line runs on cpu, cuda, cuda:N or mps")
-    return device
 
 
 # --- inputs and outputs -------------------------------------------------------------------------------------------
@@ -219,8 +137,19 @@ def plan_outputs(sources: list[Source], methods: list[str], args) -> list[Job]:
             if writers.setdefault(path, job.source) != job.source:
                 raise UsageError(f"{writers[path].spec!r} and {job.source.spec!r} would both write {str(path)!r}; "
                                  "explain them in separate runs with different --out-dir")
+    _check_not_an_input(writers, sources)
     check_overwrite(list(writers), args.force)
     return jobs
+
+
+def _check_not_an_input(outputs, sources: list[Source]) -> None:
+    """An output may not be one of the inputs, ``--force`` or not: writing the video while it is being read truncated
+    it (60 frames became 16) and still exited 0."""
+    inputs = {Path(source.spec).resolve(): source.spec for source in sources if Path(source.spec).exists()}
+    for path in outputs:
+        if path.resolve() in inputs:
+            raise UsageError(f"the output {str(path)!r} is the input {inputs[path.resolve()]!r}; write the result "
+                             "elsewhere (--out OTHER_FILE or --out-dir FOLDER)")
 
 
 def read_image(spec: str):
@@ -364,9 +293,16 @@ def cmd_explain(args) -> None:
             explain_image(model, source, own, explainers, args.target, tqdm.write)
 
 
-def demo_output(value: str, force: bool) -> Path:
-    """``--out`` of ``camlab demo``: a figure file, or a folder to put ``camlab-demo.png`` in."""
-    out = Path(value) / "camlab-demo.png" if _is_folder(value) else _check_suffix(Path(value), video=False)
+DEMO_OUT = "camlab-demo.png"
+
+
+def demo_output(value: str | None, force: bool) -> Path:
+    """``--out`` of ``camlab demo``: a figure file, or a folder to put ``camlab-demo.png`` in. Without ``--out``
+    the demo writes ``camlab-demo.png`` in the current folder and replaces its own earlier figure there, so the
+    main command can be run again; a file named with ``--out`` is only replaced with ``--force``."""
+    if value is None:
+        return Path(DEMO_OUT)
+    out = Path(value) / DEMO_OUT if _is_folder(value) else _check_suffix(Path(value), video=False)
     check_overwrite([out], force)
     make_folders([out])
     return out
@@ -387,8 +323,10 @@ def cmd_demo(args) -> None:
     x = camlab.preprocess(image, model).to(device)
     print(f"efficientnet_lite0 (offline ImageNet model) on the bundled image {args.image!r}, top-5:")
     _print_predictions(model, x)
-    target = camlab.predict(model, x, k=1)[0][0][0]
+    target, label, _ = camlab.predict(model, x, k=1)[0][0]
     methods = camlab.methods.ordered("demo")
+    print(f"explaining class {target} ({label!r}, the top-1) with the {len(methods)} methods of the demo "
+          f"selection ({len(camlab.METHODS)} registered; `camlab explain --method NAME` runs any of them)")
     maps = {}
     for name in tqdm(methods, desc="explaining", disable=args.no_progress):
         explainer = camlab.build(name, model, progress=False)
@@ -398,7 +336,9 @@ def cmd_demo(args) -> None:
             heat = explainer(x, target=target)[0].cpu()
         maps[camlab.METHODS[name].__name__] = heat
     display = image.resize(tuple(x.shape[-1:-3:-1]))
-    _save(camlab.show(display, maps, ncols=min(5, len(maps) + 1)), out)
+    figure = camlab.show(display, maps, ncols=min(5, len(maps) + 1))
+    figure.suptitle(f"{args.image}: maps for class {target} ({label}), the model's top-1")
+    _save(figure, out)
 
 
 def cmd_models(args) -> None:
@@ -429,6 +369,13 @@ def cmd_evaluate(args) -> None:
     evaluate.main([option for option in args.options if option != "--"])
 
 
+def cmd_docs(args) -> None:
+    from camlab import docsite
+
+    html, seconds = docsite.build(args.out, strict=not args.no_strict, quiet=not args.verbose)
+    print(f"{html / 'index.html'} ({seconds:.0f} s)")
+
+
 def cmd_train(args) -> None:
     from camlab.lab.train import train_model
     from camlab.lab.zoo import LAB_MODELS
@@ -439,16 +386,6 @@ def cmd_train(args) -> None:
 
 
 # --- the parser ---------------------------------------------------------------------------------------------------
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
-
 
 def _add_run_options(parser: argparse.ArgumentParser, force: bool = True) -> None:
     parser.add_argument("--device", default="cpu", help="where the model runs: cpu (default), cuda, cuda:N, mps")
@@ -486,9 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_explain(commands)
 
-    demo = commands.add_parser("demo", help="top-5 predictions and every method's map for a bundled image, offline")
+    demo = commands.add_parser("demo", help="top-5 predictions and the demo selection's maps for a bundled image, "
+                                            "offline")
     demo.add_argument("--image", default="cat", help="bundled image name (default: cat)")
-    demo.add_argument("--out", default="camlab-demo.png", help="output figure, or a folder (default: camlab-demo.png)")
+    demo.add_argument("--out", default=None, help="output figure, or a folder (default: camlab-demo.png in the "
+                                                  "current folder, replaced on every run)")
     _add_run_options(demo)
     demo.set_defaults(run=cmd_demo)
 
@@ -512,6 +451,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-progress", action="store_true", help="hide progress bars")
     train.set_defaults(run=cmd_train)
+
+    docs = commands.add_parser("docs", help="build the website: course chapters, user guide, API reference, glossary")
+    docs_commands = docs.add_subparsers(dest="docs_command", required=True)
+    docs_build = docs_commands.add_parser(
+        "build", help="build the site offline from the stored notebook outputs, warnings as errors (needs .[docs])")
+    docs_build.add_argument("--out", default="build/docs", help="output folder; the site is OUT/html (default: "
+                                                                 "build/docs)")
+    docs_build.add_argument("--no-strict", action="store_true", help="report warnings without failing")
+    docs_build.add_argument("--verbose", action="store_true", help="show Sphinx's progress")
+    docs_build.set_defaults(run=cmd_docs)
 
     from camlab.course.cli import register as register_course
 

@@ -303,3 +303,42 @@ def format_comparison(comparison: Comparison, *, markdown: bool = False, notes: 
              for line in [header] + body]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines + ([""] + footer if footer else []))
+
+
+def variant_maps(model: nn.Module, x: torch.Tensor, target, methods: Sequence[str], layer,
+                 **options) -> dict[str, torch.Tensor]:
+    """``{name: (N,H,W) scaled maps}`` of several single-layer methods (registry names) at one ``layer``, all read
+    from **one** forward (and backward) pass: the channel-weight variants differ only in ``weights(forward)``
+    (:class:`camlab.methods.base.LayerMethod`), so each map equals the method's own call on ``x`` while the model
+    runs once instead of once per method (Score-CAM and Ablation-CAM still run their own masked passes).
+    With a list of layers, one pass serves them all and the result is ``{layer: {name: maps}}``.
+    ``options`` go to every explainer that takes them (:func:`build_explainer`)."""
+    from camlab.hooks import preserved_state
+    from camlab.methods.base import LayerMethod
+
+    layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+    explainers = [{name: build_explainer(name, model, one, **options) for name in methods} for one in layers]
+    wrong = [name for name, e in explainers[0].items() if not isinstance(e, LayerMethod) or len(e.layer_names) != 1]
+    if not methods or wrong:
+        raise ValueError(f"variant_maps needs single-layer channel-weight methods, got {wrong or 'none'}")
+    shared = build_explainer("layercam", model, layers if len(layers) > 1 else layers[0])
+    x = shared.checked_input(x)
+    out = []
+    with preserved_state(model):
+        forward = shared.forward_pass(x, target)
+        for index, group in enumerate(explainers):
+            at = forward.at(index)
+            out.append({name: e.present(e.layer_map(at).detach(), x, raw=False) for name, e in group.items()})
+    return dict(zip(layers, out)) if isinstance(layer, (list, tuple)) else out[0]
+
+
+def merge_identical(maps: Mapping[str, torch.Tensor], atol: float = 1e-4) -> dict[str, torch.Tensor]:
+    """The maps with methods whose maps agree everywhere within ``atol`` merged into one entry named
+    ``"a = b = c"`` (names sorted): at a layer right before global average pooling CAM, Grad-CAM, XGrad-CAM and
+    HiResCAM give one map, and a ranking must count that map once, not once per name."""
+    groups: list[list[str]] = []
+    for name in sorted(maps):
+        home = next((g for g in groups if maps[g[0]].shape == maps[name].shape
+                     and float((maps[g[0]] - maps[name]).abs().max()) <= atol), None)
+        home.append(name) if home is not None else groups.append([name])
+    return {" = ".join(g): maps[g[0]] for g in groups}

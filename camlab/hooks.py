@@ -17,10 +17,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-_POOLING = (
-    nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity,
-    nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d, nn.AvgPool3d, nn.MaxPool3d, nn.Dropout3d,
-)
+def check_hookable(model: nn.Module) -> None:
+    """camlab reads layers through forward hooks, which TorchScript modules do not support: refuse them with what to
+    do instead (before any layer advice, which would send the user looking for a layer that cannot work)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TypeError(f"{type(model).__name__} is a TorchScript model: camlab reads layers with forward hooks, which "
+                        "TorchScript does not support; explain the original nn.Module (before torch.jit.script / "
+                        "torch.jit.trace)")
 
 
 def model_name(model: nn.Module) -> str:
@@ -49,16 +52,6 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
             f"layer {layer!r} not found in {model_name(model)}; {hint}list all with camlab.layers(model)"
         )
     return layer, modules[layer]
-
-
-def last_spatial_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Module]:
-    """The layer ``layer=None`` stands for (:func:`camlab.layouts.default_layer`): for CNNs the last module (in
-    execution order) whose output is a feature map larger than 1x1 (5-D for a 3-D input), skipping pooling, flatten, dropout and identity
-    layers; ``blocks[-1].norm1`` for a timm Vision Transformer; never an early layer when a later one's layout is
-    unknown."""
-    from camlab.layouts import default_layer  # camlab.layouts builds on this module
-
-    return default_layer(model, x, skip=_POOLING)
 
 
 @dataclass

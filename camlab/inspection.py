@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from camlab.hooks import preserved_state
+from camlab.hooks import check_hookable, preserved_state
 from camlab.layouts import positions, trace_layouts
 from camlab.methods.checks import check_model_input
 from camlab.modelinfo import dummy_input
@@ -48,11 +48,18 @@ def layers(model: nn.Module, input_size: tuple[int, int] | None = None, spatial_
 
     ``spatial_only`` keeps the layers whose output camlab reads as a feature map with more than one position (NCHW,
     NHWC or tokens), the ones a CAM method can use without a ``reshape_transform``."""
+    check_hookable(model)
     x = dummy_input(model)
     if input_size is not None:
         x = torch.zeros(1, 3, *input_size, dtype=x.dtype, device=x.device)
     rows, seen = [], set()
-    for record in trace_layouts(model, x):
+    try:
+        records = trace_layouts(model, x)
+    except Exception as error:  # the model's own check of its input, most often
+        hint = "" if input_size is not None else "; pass the size it expects: camlab.layers(model, input_size=(H, W))"
+        raise RuntimeError(f"{type(model).__name__} failed on the (1, 3, {x.shape[2]}, {x.shape[3]}) input that "
+                           f"camlab.layers runs it on{hint} ({type(error).__name__}: {error})") from error
+    for record in records:
         if record.name in seen:
             continue
         seen.add(record.name)

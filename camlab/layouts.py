@@ -492,3 +492,18 @@ def default_layer(model: nn.Module, x: torch.Tensor, skip: tuple[type, ...] = ()
     raise ValueError(
         f"{model_name(model)} has no layer with a spatial (N,C,H,W) output; pass layer=... explicitly"
     )
+
+
+#: modules ``layer=None`` passes over: their output is a pooled, flattened or unchanged copy of a layer before them
+_POOLING = (
+    nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity,
+    nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d, nn.AvgPool3d, nn.MaxPool3d, nn.Dropout3d,
+)
+
+
+def last_spatial_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Module]:
+    """The layer ``layer=None`` stands for (:func:`default_layer`): for CNNs the last module (in execution order)
+    whose output is a feature map larger than 1x1 (5-D for a 3-D input), skipping pooling, flatten, dropout and
+    identity layers; ``blocks[-1].norm1`` for a timm Vision Transformer; never an early layer when a later one's
+    layout is unknown."""
+    return default_layer(model, x, skip=_POOLING)

@@ -25,7 +25,11 @@ def spatial_dims(tensor: torch.Tensor) -> tuple[int, ...]:
 
 def upsample(maps: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     """Bilinear upsampling (``align_corners=False``, as ``cv2.resize`` and the peers) of (N,h,w) or (N,C,h,w)
-    maps to ``size`` = (H, W); trilinear for 3-D maps, (N,d,h,w) or (N,C,d,h,w) to ``size`` = (D, H, W)."""
+    maps to ``size`` = (H, W); trilinear for 3-D maps, (N,d,h,w) or (N,C,d,h,w) to ``size`` = (D, H, W).
+
+    A constant map (one value at every position of an image or channel, a 1×1 map above all) stays exactly
+    constant: bilinear weights do not sum to 1 exactly in float32, and min-max scaling would stretch that ripple to
+    a map of {0, 0.5, 1}. Flatness is decided here, at the layer's own resolution."""
     size = tuple(size)
     if tuple(maps.shape[-len(size):]) == size:
         return maps
@@ -34,6 +38,11 @@ def upsample(maps: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     squeeze = maps.ndim == len(size) + 1
     batch = maps[:, None] if squeeze else maps
     out = F.interpolate(batch, size=size, mode=_MODES[len(size)], align_corners=False)
+    flat_dims = tuple(range(2, batch.ndim))
+    low = batch.amin(dim=flat_dims, keepdim=True)
+    constant = low == batch.amax(dim=flat_dims, keepdim=True)
+    if bool(constant.any()):
+        out = torch.where(constant, low.expand_as(out), out)
     return out[:, 0] if squeeze else out
 
 

@@ -48,20 +48,38 @@ def attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
 class AttentionCapture:
     """Forward hooks on each attention module's ``q_norm`` / ``k_norm`` that keep (N, heads, T, d) queries and
     keys; :meth:`attentions` recomputes the (N, heads, T, T) attention probabilities of every call, in call order.
-    Use as a context manager: the hooks are removed on exit, also after an exception."""
+    Use as a context manager: the hooks are removed on exit, also after an exception.
 
-    def __init__(self, modules: list[nn.Module]):
+    With ``gradients=True`` it also keeps each call's values (the output of ``qkv``) and, still in the autograd
+    graph, the heads' outputs :math:`O = W V` (the input of the module's ``norm``, which timm applies right after
+    the attention, an ``nn.Identity`` unless ``scale_norm``); :meth:`attention_gradients` turns the gradient of a
+    score with respect to :math:`O` into its gradient with respect to :math:`W` (used by :mod:`camlab.chefer`)."""
+
+    def __init__(self, modules: list[nn.Module], *, gradients: bool = False):
         self.modules = list(modules)
+        self.gradients = gradients
         self.queries: list[tuple[nn.Module, torch.Tensor]] = []
         self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.outputs: list[torch.Tensor] = []
         self._handles: list = []
 
     def __enter__(self) -> "AttentionCapture":
-        for attn in self.modules:
-            self._handles.append(attn.q_norm.register_forward_hook(
-                lambda _m, _i, out, attn=attn: self.queries.append((attn, out.detach()))))
-            self._handles.append(attn.k_norm.register_forward_hook(lambda _m, _i, out: self.keys.append(out.detach())))
+        try:
+            for attn in self.modules:
+                self._register(attn)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
+
+    def _register(self, attn: nn.Module) -> None:
+        self._handles.append(attn.q_norm.register_forward_hook(
+            lambda _m, _i, out, attn=attn: self.queries.append((attn, out.detach()))))
+        self._handles.append(attn.k_norm.register_forward_hook(lambda _m, _i, out: self.keys.append(out.detach())))
+        if self.gradients:
+            self._handles.append(attn.qkv.register_forward_hook(lambda _m, _i, out: self.values.append(out.detach())))
+            self._handles.append(attn.norm.register_forward_pre_hook(lambda _m, inputs: self.outputs.append(inputs[0])))
 
     def __exit__(self, *exc) -> None:
         for handle in self._handles:
@@ -75,6 +93,24 @@ class AttentionCapture:
                                "modules were not called as timm's Attention calls q_norm and k_norm")
         return [((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
                 for (attn, q), k in zip(self.queries, self.keys)]
+
+    def attention_gradients(self, score: torch.Tensor) -> list[torch.Tensor]:
+        r"""(N, heads, T, T) :math:`\partial s / \partial W` per captured call, for a scalar ``score`` :math:`s`
+        computed from the captured forward pass. Per head :math:`O = W V` is linear in :math:`W`, so
+        :math:`\partial s / \partial W = (\partial s / \partial O)\, V^\top` exactly, with no need to switch timm's
+        fused attention kernel off."""
+        if not self.gradients or len(self.outputs) != len(self.queries) or len(self.values) != len(self.queries):
+            raise RuntimeError(f"captured {len(self.queries)} attention calls but {len(self.values)} values and "
+                               f"{len(self.outputs)} head outputs; capture with gradients=True around one forward "
+                               "pass of modules that call qkv, q_norm, k_norm and norm as timm's Attention does")
+        output_gradients = torch.autograd.grad(score, self.outputs)
+        result = []
+        for (_, q), qkv, gradient in zip(self.queries, self.values, output_gradients):
+            n, heads, tokens, dim = q.shape
+            values = qkv.reshape(n, tokens, 3, heads, dim)[:, :, 2].transpose(1, 2)      # (N, heads, T, d)
+            gradient = gradient.reshape(n, tokens, heads, dim).transpose(1, 2)          # dO, (N, heads, T, d)
+            result.append(gradient @ values.transpose(-2, -1))
+        return result
 
 
 def _check_options(head_fusion: str, discard_ratio: float) -> None:
@@ -119,7 +155,7 @@ def rollout_from_attentions(attentions: list[torch.Tensor], head_fusion: str = "
     return result
 
 
-def _grid(model: nn.Module, num_patches: int, size: tuple[int, int]) -> tuple[int, int]:
+def grid_of(model: nn.Module, num_patches: int, size: tuple[int, int]) -> tuple[int, int]:
     grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
     if grid is not None and grid[0] * grid[1] == num_patches:
         return int(grid[0]), int(grid[1])
@@ -155,6 +191,6 @@ def attention_rollout(model: nn.Module, x: torch.Tensor, head_fusion: str = "mea
     rolled = rollout_from_attentions(capture.attentions(), head_fusion, discard_ratio)
     prefix = int(getattr(model, "num_prefix_tokens", 1))
     row = rolled[:, 0, prefix:]
-    grid = _grid(model, row.shape[1], tuple(x.shape[-2:]))
+    grid = grid_of(model, row.shape[1], tuple(x.shape[-2:]))
     maps = row.reshape(-1, *grid)
     return maps if raw else scale(upsample(maps, tuple(x.shape[-2:])))

@@ -88,22 +88,30 @@ def per_scene_scores(model: nn.Module, inputs: torch.Tensor, maps, target: Seque
 
 
 def tiers(values: Mapping[str, Sequence[float]], *, higher_is_better: bool, n_resamples: int = 10_000,
-          seed: int = 0) -> list[list[str]]:
+          seed: int = 0, tolerance: float = 0.0) -> list[list[str]]:
     """Methods in tiers, best first, from ``{method: per-case values}`` (the same cases for every method): the best
     remaining mean opens a tier, and every remaining method joins it whose paired difference to that method has a
     95% bootstrap interval containing 0 (:func:`camlab.stats.paired_comparison`) or that equals it on every case.
-    Within a tier methods are listed by mean, then by name, so no order is decided by the alphabet alone."""
+    Within a tier methods are listed by mean, then by name, so no order is decided by the alphabet alone.
+
+    ``tolerance`` > 0 also joins every method whose paired interval lies inside ±``tolerance`` (equivalent within
+    it, :func:`camlab.stats.verdict`) and lists each tier by name: differences smaller than the tolerance (float
+    noise of another CPU, a negligible effect) can then neither split a tier nor reorder it."""
     arrays = {m: np.asarray(v, dtype=float) for m, v in values.items()}
     sign = -1.0 if higher_is_better else 1.0
     left = sorted(arrays, key=lambda m: (sign * float(arrays[m].mean()), m))
     out = []
     while left:
         head = arrays[left[0]]
-        tier = [m for m in left if np.array_equal(head, arrays[m]) or stats.paired_comparison(
-            head, arrays[m], n_resamples=n_resamples, seed=seed).difference.contains(0.0)]
-        out.append(tier)
+        tier = [m for m in left if np.array_equal(head, arrays[m]) or _joins(stats.paired_comparison(
+            head, arrays[m], n_resamples=n_resamples, seed=seed).difference, tolerance)]
+        out.append(sorted(tier) if tolerance > 0 else tier)
         left = [m for m in left if m not in tier]
     return out
+
+
+def _joins(difference: stats.Estimate, tolerance: float) -> bool:
+    return difference.contains(0.0) or (-tolerance < difference.low and difference.high < tolerance)
 
 
 class Scorecard:
@@ -136,13 +144,13 @@ class Scorecard:
         """Mean of ``a − b`` on ``key`` over the same scenes, with a paired bootstrap interval and sign test."""
         return stats.paired_comparison(self.scores[a][key], self.scores[b][key], **self._options)
 
-    def tiers(self, key: str) -> list[list[str]]:
+    def tiers(self, key: str, tolerance: float = 0.0) -> list[list[str]]:
         """Methods in tiers, best first: the best remaining mean opens a tier, and every remaining method whose
         paired difference to it has an interval containing 0 joins it (listed by mean, then by name)."""
         if key not in self.metrics:
             raise KeyError(f"unknown metric {key!r}; this scorecard has {self.metrics}")
         return tiers({m: self.scores[m][key] for m in self.methods}, higher_is_better=METRICS[key][1],
-                     **self._options)
+                     tolerance=tolerance, **self._options)
 
     def __str__(self) -> str:
         header = ["method"] + [METRICS[key][0] for key in self.metrics]

@@ -364,3 +364,34 @@ def verdict(a, b=None, *, delta: float, level: float = 0.95, n_resamples: int = 
     excludes_zero = d.low > 0 or d.high < 0
     significant = comparison.p_value < 1.0 - _check_level(level)
     return Verdict(word, comparison, float(delta), excludes_zero != significant)
+
+
+def mcnemar_power(n: int, discordant: float, difference: float, level: float = 0.95) -> float:
+    r"""The probability that the exact McNemar test (:func:`sign_test` on 0/1 outcomes) at ``level`` rejects when
+    two methods' failure rates on ``n`` paired cases differ by ``difference`` and a share ``discordant`` of the
+    pairs disagree. The number of discordant pairs is :math:`m \sim \mathrm{Bin}(n, \pi_d)`; of them, the first
+    method fails in :math:`k \sim \mathrm{Bin}(m, q)` with :math:`q = (\pi_d + \Delta) / (2\pi_d)`; the power is
+    :math:`\sum_m P(m) \sum_k P(k \mid m)\,[\text{sign test on } (k, m-k) \text{ gives } p < 1-\text{level}]`."""
+    from scipy.stats import binom
+
+    if not 0 < discordant <= 1 or abs(difference) > discordant:
+        raise ValueError(f"need 0 < discordant <= 1 and |difference| <= discordant; got {discordant}, {difference}")
+    alpha, q = 1.0 - _check_level(level), (discordant + difference) / (2 * discordant)
+    power = 0.0
+    for m in range(1, n + 1):
+        ks = np.arange(m + 1)
+        low = np.minimum(ks, m - ks)
+        p_values = np.minimum(1.0, 2.0 * binom.cdf(low, m, 0.5))
+        power += binom.pmf(m, n, discordant) * binom.pmf(ks[p_values < alpha], m, q).sum()
+    return float(power)
+
+
+def detectable_difference(n: int, discordant: float, power: float = 0.8, level: float = 0.95,
+                          step: float = 0.005) -> float:
+    """The smallest difference of failure rates (on a grid of ``step``) that the exact McNemar test at ``level``
+    detects with probability ``power`` on ``n`` paired cases of which a share ``discordant`` disagree
+    (:func:`mcnemar_power`): below it, a non-significant result says little. ``inf`` if none up to ``discordant``."""
+    for k in range(1, int(discordant / step) + 1):
+        if mcnemar_power(n, discordant, k * step, level) >= power:
+            return round(k * step, 10)
+    return math.inf

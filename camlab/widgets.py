@@ -276,7 +276,7 @@ class Explorer:
     def __init__(self, model: nn.Module, image, methods: Sequence[str] | None = None, *,
                  layers: Sequence[str] | None = None, method: str | None = None, layer: str | None = None,
                  target: int | None = None, alpha: float = ALPHA, cmap: str = CMAP, top: int = 5, size: int = 320):
-        from camlab.hooks import last_spatial_layer
+        from camlab.layouts import last_spatial_layer
 
         self.model = model
         if isinstance(image, str):

@@ -16,6 +16,7 @@ from torch import nn
 import camlab
 from camlab import targets
 from camlab.methods import METHODS
+from camlab.methods.registry import takes_layer
 from tests.test_methods_state import FAST, tiny_net
 
 NAMES = sorted(METHODS)
@@ -77,7 +78,7 @@ def x_batch() -> torch.Tensor:
 
 
 def maps(name: str, model: nn.Module, target) -> torch.Tensor:
-    layer = None if issubclass(METHODS[name], camlab.InputMethod) or name == "occlusion" else "features.4"
+    layer = "features.4" if takes_layer(METHODS[name]) else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return camlab.build(name, model, layer=layer, batch_size=16, **FAST)(x_batch(), target=target)

@@ -117,3 +117,32 @@ def test_a_layer_off_the_path_to_the_output_gets_a_clear_error(layer):
     with pytest.raises(RuntimeError, match="does not depend on .*dead"):
         method(net, layer=layer)(torch.randn(1, 3, 8, 8), target=0)
     snapshot.assert_unchanged(net)
+
+
+def test_a_torchscript_model_is_refused_with_what_to_do_not_layer_advice():
+    """On main GradCAM(scripted) said the model 'has no layer with a spatial output; pass layer=...', and with a
+    layer torch's own 'register_forward_hook is not supported on ScriptModules'."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.script's deprecation warning
+        scripted = torch.jit.script(GapNet().eval())
+    for call in (lambda: camlab.GradCAM(scripted), lambda: camlab.ScoreCAM(scripted, layer="features"),
+                 lambda: camlab.layers(scripted)):
+        with pytest.raises(TypeError, match="TorchScript model.*explain the original nn.Module"):
+            call()
+
+
+def test_layers_of_a_model_that_refuses_the_default_size_points_to_input_size():
+    class Needs64(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            assert x.shape[-1] == 64, "expects 64x64 images"
+            return self.conv(x).mean(dim=(2, 3))
+
+    with pytest.raises(RuntimeError, match=r"input_size=\(H, W\).*expects 64x64 images"):
+        camlab.layers(Needs64())
+    assert [row.name for row in camlab.layers(Needs64(), input_size=(64, 64))] == ["conv"]

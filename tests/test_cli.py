@@ -2,13 +2,15 @@
 one line on stderr for every error, the files it writes and those it refuses to overwrite."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 import camlab
-from camlab.cli import demo_output, expand_inputs, main as cli, parse_device, parse_methods
+from camlab.cli import build_parser, demo_output, expand_inputs, main as cli, parse_device, parse_methods
 
 
 def run(capsys, *argv):
@@ -49,6 +51,7 @@ def test_demo_prints_top5_and_writes_a_figure(tmp_path, capsys):
     assert cli(["demo", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "1. Egyptian cat" in printed and printed.count("class") >= 5
+    assert "explaining class 285 ('Egyptian cat', the top-1)" in printed  # it names the class it explains
     assert Image.open(out).size[0] > 600
 
 
@@ -300,6 +303,14 @@ def test_device_cpu_is_accepted():
 
 
 # --- demo and train -------------------------------------------------------------------------------------------
+
+def test_demo_replaces_its_own_default_figure_so_the_main_command_runs_again(tmp_path, monkeypatch):
+    """Without --out the demo writes camlab-demo.png in the current folder, replacing an earlier one."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "camlab-demo.png").write_bytes(b"an earlier run")
+    assert demo_output(None, force=False) == Path("camlab-demo.png")
+    assert build_parser().parse_args(["demo"]).out is None
+
 
 def test_demo_refuses_to_overwrite_before_loading_the_model(tmp_path, capsys, no_model_load):
     (tmp_path / "camlab-demo.png").write_bytes(b"keep me")

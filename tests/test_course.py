@@ -72,13 +72,15 @@ def test_the_setting_is_read_without_importing_camlab_or_torch():
     assert out.strip() == INSTALL_SOURCE
 
 
-def test_badge_opens_the_tagged_notebook_of_the_source_repository():
+def test_badge_opens_the_students_version_and_links_the_worked_solutions_apart():
     source = "torch-camlab @ git+https://github.com/someone/camlab-fork.git@v2.0"
     assert repository(source) == ("someone", "camlab-fork", "v2.0")
     assert colab_url("01_cam", source) == \
         "https://colab.research.google.com/github/someone/camlab-fork/blob/v2.0/notebooks/01_cam.ipynb"
+    students = "https://colab.research.google.com/github/someone/camlab-fork/blob/v2.0/notebooks/student/01_cam.ipynb"
+    assert colab_url("01_cam", source, "notebooks/student") == students
     assert badge("01_cam", source) == ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-                                       f"({colab_url('01_cam', source)})")
+                                       f"({students}) · [worked solutions (self-study)]({colab_url('01_cam', source)})")
 
 
 @pytest.mark.parametrize("source", ["torch-camlab==0.1.0", "torch-camlab @ git+https://gitlab.com/a/b@v1",

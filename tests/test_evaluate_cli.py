@@ -35,6 +35,8 @@ def assert_one_line_error(err: str, *fragments: str):
     (["--scenes", "0"], ["--scenes", "at least 1, got '0'"]),
     (["--scenes", "ten"], ["--scenes", "got 'ten'"]),
     (["--scenes", "1"], ["--scenes 1: the lab set needs at least 2 scenes"]),
+    (["--scenes", "100000000"], ["--scenes 100000000: at most 10000", "held in memory"]),
+    (["--lab-model", "lab_seg"], ["--lab-model lab_seg is a segmentation model", "classifiers: lab_gap"]),
     (["--threads", "-1"], ["--threads", "got '-1'"]),
     (["--device", "tpu"], ["unknown device 'tpu'"]),
     (["--no-such-option"], ["unrecognized arguments: --no-such-option"]),
@@ -51,6 +53,19 @@ def test_a_cuda_device_without_cuda_is_a_usage_error(capsys):
     status, _, err = run_cli(capsys, "--device", "cuda")
     assert status == 2
     assert_one_line_error(err, "--device cuda: no CUDA GPU", "use --device cpu")
+
+
+def test_an_unwritable_out_folder_is_a_usage_error_before_the_run(capsys, monkeypatch, tmp_path):
+    """On main an unwritable --out failed only after the whole evaluation had run."""
+    import os
+
+    monkeypatch.setattr(evaluate_cli, "run", lambda **kwargs: pytest.fail("ran despite an unwritable --out"))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked)
+    status, _, err = run_cli(capsys, "--out", str(locked / "results"))
+    assert status == 2
+    assert_one_line_error(err, "--out", "is not writable")
 
 
 def test_out_naming_an_existing_file_is_a_usage_error(capsys, tmp_path):

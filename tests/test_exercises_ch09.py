@@ -1,10 +1,14 @@
 """Chapter 09's checks pass on the right answers (worked by hand in camlab/exercises/ch09.py) and fail on the
 plausible mistakes: a grid without the permute, the prefix tokens kept, the grid's sides swapped; a rollout step
-without the residual identity, without renormalisation, with the heads' maximum, or multiplied on the wrong side."""
+without the residual identity, without renormalisation, with the heads' maximum, or multiplied on the wrong side;
+a relevance step with the positive part after the head mean, the product on the right, no residual term, or
+renormalised rows; an experiment on the wrong seed, with its arrays swapped or on too few scenes."""
 from __future__ import annotations
 
 import pytest
 import torch
+
+import camlab
 
 from tests.exercise_checks import check  # noqa: F401 (the fixture)
 
@@ -69,3 +73,70 @@ def _normalised(matrix):
 ])
 def test_rollout_step_fails_on_wrong_answers(wrong, check):
     assert not check("ch09_rollout_step", wrong)
+
+
+def relevance_step(attention, gradients, relevance):
+    return relevance + (gradients * attention).clamp_min(0).mean(dim=1) @ relevance
+
+
+def test_relevance_step_passes_on_positive_part_mean_left_product_plus_residual(check):
+    assert check("ch09_relevance_step", relevance_step)
+
+
+def test_relevance_steps_give_camlab_relevance():
+    """Folding relevance_step over the blocks, from the identity, is camlab.chefer.relevance_from_attentions."""
+    from camlab.chefer import relevance_from_attentions
+
+    generator = torch.Generator().manual_seed(0)
+    attentions = [torch.rand(2, 3, 5, 5, generator=generator).softmax(dim=-1) for _ in range(3)]
+    gradients = [torch.randn(2, 3, 5, 5, generator=generator) for _ in range(3)]
+    relevance = torch.eye(5).expand(2, 5, 5)
+    for attention, gradient in zip(attentions, gradients):
+        relevance = relevance_step(attention, gradient, relevance)
+    assert torch.allclose(relevance, relevance_from_attentions(attentions, gradients), atol=1e-6)
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda a, g, r: r + (g * a).mean(dim=1).clamp_min(0) @ r,                 # positive part after the mean
+    lambda a, g, r: r + r @ (g * a).clamp_min(0).mean(dim=1),                 # multiplied on the right
+    lambda a, g, r: (g * a).clamp_min(0).mean(dim=1) @ r,                     # no residual term
+    lambda a, g, r: r + (g * a).abs().mean(dim=1) @ r,                        # magnitude instead of positive part
+    lambda a, g, r: _normalised(r + (g * a).clamp_min(0).mean(dim=1) @ r),    # rows renormalised, as in rollout
+])
+def test_relevance_step_fails_on_wrong_answers(wrong, check):
+    assert not check("ch09_relevance_step", wrong)
+
+
+def discard_effect(model, seed):
+    from camlab.analysis import peak_in_boxes
+    from camlab.lab import make_scenes
+    from camlab.rollout import attention_rollout
+
+    scenes = make_scenes(120, seed=seed)
+    inputs = camlab.preprocess(scenes.images, model)
+    return (peak_in_boxes(attention_rollout(model, inputs, discard_ratio=0.9), scenes.boxes),
+            peak_in_boxes(attention_rollout(model, inputs), scenes.boxes))
+
+
+def test_discard_experiment_passes_when_done_on_the_seed_given(check):
+    assert check("ch09_discard_effect", discard_effect)
+
+
+def test_discard_experiment_needs_the_students_own_scenes(monkeypatch):
+    """The check recomputes the reference for the seed it is given: the experiment done on seed 0 (or typed in)
+    passes for seed 0 and fails for a student whose seed is 1."""
+    from camlab.exercises.ch09 import check_discard_effect
+
+    monkeypatch.delenv("CAMLAB_STRICT_CHECKS", raising=False)
+    on_seed_zero = discard_effect(camlab.load_model("lab_vit"), 0)
+    assert check_discard_effect(lambda model, seed: on_seed_zero, seed=0)
+    assert not check_discard_effect(lambda model, seed: on_seed_zero, seed=1)
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda m, s: tuple(reversed(discard_effect(m, s))),                                  # the arrays swapped
+    lambda m, s: discard_effect(m, s + 1),                                                # not the seed given
+    lambda m, s: (discard_effect(m, s)[0][:100], discard_effect(m, s)[1][:100]),          # not all 120 scenes
+])
+def test_discard_experiment_fails_on_wrong_answers(wrong, check):
+    assert not check("ch09_discard_effect", wrong)

@@ -66,6 +66,36 @@ def test_cam_refuses_a_flatten_head_and_points_to_gradcam():
     assert "GradCAM" in str(error.value)
 
 
+class ConvHeadNet(torch.nn.Module):
+    """conv -> ReLU -> GAP -> 1x1 conv classifier (a linear layer on the pooled map, as in torchcam's tests)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.ReLU())
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.head = torch.nn.Conv2d(6, 4, 1)
+
+    def forward(self, x):
+        return self.head(self.pool(self.features(x))).flatten(1)
+
+
+def test_cam_accepts_a_one_by_one_convolution_after_global_average_pooling():
+    """M^c = sum_k W[c, k, 0, 0] A^k, the same as for nn.Linear; on main CAM said the model needed retraining. Equal
+    to torchcam's CAM with fc_layer='head' (unnormalised) and to Z times Grad-CAM's raw map (GAP head)."""
+    from torchcam.methods import CAM as TorchcamCAM
+
+    torch.manual_seed(0)
+    net, x = ConvHeadNet().eval(), torch.randn(2, 3, 8, 8)
+    cam = camlab.CAM(net, layer="features")(x, target=[1, 2], raw=True)
+    weight, activations = net.head.weight[:, :, 0, 0], net.features(x)
+    by_hand = torch.stack([torch.einsum("k,khw->hw", weight[c], activations[i]) for i, c in enumerate([1, 2])])
+    assert torch.allclose(cam, by_hand.clamp_min(0), atol=1e-6)
+    assert torch.allclose(cam, 64 * camlab.GradCAM(net, layer="features")(x, target=[1, 2], raw=True), atol=1e-5)
+    with TorchcamCAM(net, target_layer="features", fc_layer="head") as extractor:
+        peer = extractor([1, 2], net(x), normalized=False)[0]
+    assert torch.allclose(cam, peer.clamp_min(0), atol=1e-5)
+
+
 def test_gradcam_works_where_cam_cannot():
     heat = camlab.GradCAM(FlattenHeadNet())(torch.randn(1, 3, 8, 8), target=1)
     assert heat.shape == (1, 8, 8)

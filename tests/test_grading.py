@@ -1,153 +1,431 @@
-"""``camlab course grade``: each submission runs with the instructor's checks (visible and hidden) in its own kernel
-and folder; a wrong, unfinished, crashing, looping, flooding or file-deleting submission cannot spoil the others."""
+"""``camlab course grade``: every attack of issue 16, played. The submissions run in bubblewrap sandboxes and the
+checks run in the grader's process, so a submission can neither switch a check off, read its expected answers,
+touch another submission or the instructor's files, stop the batch nor outlive grading; an honest one is not
+tripped up by a helper cell, a copied cell or a slow lesson cell.
+
+One batch of chapter 01's exercises (the release cut to its import cell and the exercise cells, hidden tests
+included) is graded once, two at a time; each test reads its student's rows."""
 from __future__ import annotations
 
 import copy
 import csv
-import time
+import json
+import resource
+import shutil
+from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 from camlab.cli import main
 from camlab.course import notebooks_dir
-from camlab.course.grading import grade, run_notebook
+from camlab.course.grading import Options, grade
 from camlab.course.student import grading_info, is_check, is_solution, student_notebook
 
-TIMEOUT = 10  # seconds per cell: eve's endless loop costs this much
 
-WRONG_IOU = "def iou(box_a, box_b):  # inclusive upper edges\n    return 0.5"
-DAVE_IOU = """import os, shutil
-for name in os.listdir("."):  # deletes everything in its working folder
-    shutil.rmtree(name, ignore_errors=True) if os.path.isdir(name) else os.remove(name)
-print("x" * 5_000_000)        # five megabytes of output
-def iou(box_a, box_b):
-    raise RuntimeError("boom")"""
+@pytest.fixture
+def bwrap():
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (`apt-get install bubblewrap`; .ci/run installs it)")
+
+TIMEOUT = 8
+TOKEN = "camlab-outliver-7f3a"
 
 
-def _small_release():
-    """Chapter 04's exercises (three code exercises with their instructor check cells) after one import cell."""
-    full = nbformat.read(notebooks_dir() / "04_evaluation.ipynb", as_version=4)
-    first = min(index for index, cell in enumerate(full.cells) if is_solution(cell))
+def small_release(stem: str = "01_cam", extra_lesson: str | None = None):
+    """A chapter's import cell (and ``extra_lesson``), then its exercise and check cells."""
+    full = nbformat.read(notebooks_dir() / f"{stem}.ipynb", as_version=4)
     release = copy.deepcopy(full)
-    imports = "import numpy as np\nfrom scipy import ndimage\nimport torch\nimport camlab\nimport camlab.exercises"
-    release.cells = [nbformat.v4.new_code_cell(imports)] + [
-        cell for cell in full.cells[first:] if is_solution(cell) or is_check(cell)]
+    imports = ("import numpy as np\nimport torch\nimport torch.nn.functional as F\nfrom scipy import ndimage\n"
+               "import camlab\nimport camlab.exercises")
+    lesson = [nbformat.v4.new_code_cell(imports)] + ([nbformat.v4.new_code_cell(extra_lesson)] if extra_lesson
+                                                      else [])
+    release.cells = lesson + [cell for cell in full.cells if is_solution(cell) or is_check(cell)]
     return release
 
 
-def _answered(release, **answers):
-    """The students' version with some solution cells filled in (by grade_id)."""
+def solutions(release) -> dict[str, str]:
+    return {grading_info(cell)["grade_id"]: cell.source for cell in release.cells if is_solution(cell)}
+
+
+def answered(release, **answers):
+    """The students' version with some solution cells filled in (by grade_id without ``ch01_``)."""
     notebook = student_notebook(release)
     for cell in notebook.cells:
-        if grading_info(cell).get("grade_id") in answers:
-            cell.source = answers[grading_info(cell)["grade_id"]]
+        key = grading_info(cell).get("grade_id", "").removeprefix("ch01_")
+        if key in answers:
+            cell.source = answers[key]
     return notebook
+
+
+def with_cell(notebook, source: str, before: str = "cam"):
+    """``notebook`` with a code cell (no metadata) inserted before the solution cell ``ch01_<before>``."""
+    index = next(i for i, cell in enumerate(notebook.cells) if grading_info(cell).get("grade_id") == f"ch01_{before}")
+    notebook.cells.insert(index, nbformat.v4.new_code_cell(source))
+    return notebook
+
+
+def attacks(root: Path, release) -> dict[str, object]:
+    """Every submission of the batch: student folder -> notebook (or raw bytes)."""
+    right = solutions(release)
+    unsolved = {"cam": "def cam(a, w, c):\n    return 0", "channel_contributions": "def channel_contributions(a, w, c):"
+                "\n    return 0", "box_from_threshold": "def box_from_threshold(h, t):\n    return (0, 0, 0, 0)"}
+    strict_off = "import os\nos.environ['CAMLAB_STRICT_CHECKS'] = '0'\n" + unsolved["cam"]
+    patched = ("import sys, types, camlab.exercises, camlab.exercises._checking as checking\n"
+               "checking.strict = lambda: False\n"
+               "for name in dir(camlab.exercises):\n    if name.startswith('check_'):\n"
+               "        setattr(camlab.exercises, name, lambda *a, **k: True)\n"
+               "sys.modules['camlab.exercises'] = types.SimpleNamespace()\n" + unsolved["cam"])
+    transformer = ("get_ipython().input_transformers_post.append(lambda lines: ['pass\\n'])\n" + unsolved["cam"])
+    frames = ("import sys\ndef _expected():\n    frame = sys._getframe(1)\n    while frame is not None:\n"
+              "        if 'expected' in frame.f_locals:\n            return frame.f_locals['expected']\n"
+              "        frame = frame.f_back\n    return 0\n"
+              "def cam(a, w, c):\n    return _expected()\n")
+    release_path, victim = root / "release" / "01_cam.ipynb", root / "victim" / "01_cam.ipynb"
+    vandal = (f"import json, os, pathlib\nfor pid in os.listdir('/proc'):\n    try:\n"
+              f"        print(open(f'/proc/{{pid}}/cmdline').read())\n    except Exception:\n        pass\n"
+              f"try:\n    nb = json.load(open({str(release_path)!r}))\n"
+              f"    exec(''.join(nb['cells'][1]['source']))\nexcept Exception:\n    pass\n"
+              f"for target in ({str(release_path)!r}, {str(victim)!r}, {str(root / 'grades.csv')!r}):\n"
+              f"    try:\n        pathlib.Path(target).write_text('{{}}')\n    except Exception:\n        pass\n")
+    startup = ("import os, pathlib\nfor home in (os.path.expanduser('~'), " + repr(str(Path.home())) + "):\n"
+               "    folder = pathlib.Path(home, '.ipython', 'profile_default', 'startup')\n    try:\n"
+               "        folder.mkdir(parents=True, exist_ok=True)\n"
+               "        (folder / '00-camlab-attack.py').write_text('import camlab.exercises')\n"
+               "    except Exception:\n        pass\n" + unsolved["cam"])
+    outliver = ("import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)', "
+                f"{TOKEN!r}], start_new_session=True)\n" + unsolved["cam"])
+    recorder = ("def cam(a, w, c):\n    raise ValueError('LEAK' + repr(a.tolist()))\n")
+    killer = ("import os, signal\nfor sig in (signal.SIGSTOP, signal.SIGKILL):\n    for pid in (os.getppid(), 1):\n"
+              "        try:\n            os.kill(pid, sig)\n        except Exception:\n            pass\n" + right["ch01_cam"])
+    hog = "import os\nmemory = None\ntry:\n    memory = bytearray(16 << 30)\nexcept MemoryError:\n    pass\n" \
+          "print('x' * 100_000_000)\ntry:\n    open('big', 'wb').write(b'x' * (200 << 20))\nexcept OSError:\n" \
+          "    pass\n" + right["ch01_cam"]
+    guard = ("import camlab.metrics\n_box = camlab.metrics.box_from_map\ndef box_from_threshold(h, t):\n"
+             "    return tuple(int(v) for v in _box(h[None], t)[0])\n")
+    duplicated = answered(release, cam=right["ch01_cam"])
+    first = next(i for i, c in enumerate(duplicated.cells) if grading_info(c).get("grade_id") == "ch01_cam")
+    copied = copy.deepcopy(duplicated.cells[first])
+    copied.id = "copied-cell"
+    duplicated.cells.insert(first, copied)
+    helper = with_cell(answered(release, cam="def cam(a, w, c):\n    return my_cam(a, w, c)"),
+                       "def my_cam(a, w, c):\n    return torch.einsum('k,nkhw->nhw', w[c], a)")
+    return {
+        "honest": release, "victim": release, "empty": student_notebook(release),
+        "strict_off": answered(release, cam=strict_off), "patched": answered(release, cam=patched),
+        "transformer": answered(release, cam=transformer), "frames": answered(release, cam=frames),
+        "vandal": answered(release, cam=vandal + unsolved["cam"]), "startup": answered(release, cam=startup),
+        "outliver": answered(release, cam=outliver), "recorder": answered(release, cam=recorder),
+        "killer": answered(release, cam=killer), "hog": answered(release, cam=hog),
+        "guard": answered(release, box_from_threshold=guard), "duplicated": duplicated, "helper": helper,
+    }
+
+
+def malformed(release) -> dict[str, bytes]:
+    text = nbformat.writes(release)
+    string_meta = json.loads(text)
+    string_meta["cells"][1]["metadata"]["nbgrader"] = "solution"
+    list_id = json.loads(text)
+    list_id["cells"][1]["metadata"]["nbgrader"]["grade_id"] = ["ch01_cam"]
+    version3 = {"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": []}
+    chapter04 = nbformat.writes(small_release("04_evaluation"))
+    return {"string_meta": json.dumps(string_meta).encode(), "list_id": json.dumps(list_id).encode(),
+            "bad_json": b"{not json", "version3": json.dumps(version3).encode(), "wrong_chapter": chapter04.encode()}
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """Five students' submissions of the small release, graded once; returns (rows by student, CSV rows, folder,
-    seconds)."""
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (`apt-get install bubblewrap`; .ci/run installs it)")
     root = tmp_path_factory.mktemp("course")
-    release = _small_release()
+    release = small_release()
     (root / "release").mkdir()
-    nbformat.write(release, root / "release" / "04_evaluation.ipynb")
-    solution = {grading_info(cell)["grade_id"]: cell.source for cell in release.cells if is_solution(cell)}
-    bob = _answered(release, ch04_iou=WRONG_IOU, ch04_localization_box=solution["ch04_localization_box"].replace(
-        "np.ones((3, 3))", "None"))                                   # 4-connected segments
-    bob.cells = [cell for cell in bob.cells if grading_info(cell).get("grade_id") != "ch04_iou_check"]
-    for cell in bob.cells:                                            # he deletes one check and empties the others
-        if is_check(cell):
-            cell.source = "pass"
-    submissions = {
-        "alice": release,                                             # the instructor's answers
-        "bob": bob,
-        "carol": student_notebook(release),                           # nothing done
-        "dave": _answered(release, ch04_iou=DAVE_IOU, ch04_localization_box="import os\nos._exit(1)"),
-        "eve": _answered(release, ch04_iou="def iou(box_a, box_b):\n    while True:\n        pass",
-                         ch04_localization_box=solution["ch04_localization_box"],
-                         ch04_pointing_hit=solution["ch04_pointing_hit"]),
-    }
+    nbformat.write(release, root / "release" / "01_cam.ipynb")
     paths = []
-    for student, notebook in submissions.items():
+    for student, notebook in attacks(root, release).items():
         (root / student).mkdir()
-        nbformat.write(notebook, root / student / "04_evaluation.ipynb")
-        paths.append(root / student / "04_evaluation.ipynb")
-    start = time.perf_counter()
-    rows = grade(paths, release_dir=root / "release", timeout=TIMEOUT, csv_path=root / "grades.csv")
-    seconds = time.perf_counter() - start
-    by_student = {}
-    for row in rows:
-        by_student.setdefault(row.student, {})[row.exercise.removesuffix("_check").removeprefix("ch04_")] = row
-    with open(root / "grades.csv", newline="") as handle:
-        table = list(csv.DictReader(handle))
-    print(f"graded 5 submissions of 3 exercises in {seconds:.1f} s")
-    return by_student, table, root, seconds
+        nbformat.write(notebook, root / student / "01_cam.ipynb")
+        paths.append(root / student / "01_cam.ipynb")
+    for student, data in malformed(release).items():
+        (root / student).mkdir()
+        (root / student / "01_cam.ipynb").write_bytes(data)
+        paths.append(root / student / "01_cam.ipynb")
+    (root / "huge").mkdir()
+    with open(root / "huge" / "01_cam.ipynb", "wb") as handle:
+        handle.truncate(200 << 20)                                        # 200 MB (sparse)
+    (root / "mallory").mkdir()
+    shutil.copy(root / "empty" / "01_cam.ipynb", root / "mallory" / "alice_01_cam.ipynb")
+    (root / "linked").mkdir()
+    (root / "linked" / "01_cam.ipynb").symlink_to(root / "honest" / "01_cam.ipynb")
+    paths += [root / "huge" / "01_cam.ipynb", root / "mallory" / "alice_01_cam.ipynb", root / "linked" / "01_cam.ipynb"]
+    release_bytes = (root / "release" / "01_cam.ipynb").read_bytes()
+    memory_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    results = grade(paths, root / "release", Options(timeout=TIMEOUT, lesson_timeout=120), jobs=2)
+    memory_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - memory_before
+    by_student = {result["student"]: {row["exercise"].removeprefix("ch01_").removesuffix("_check"): row
+                                      for row in result["rows"]} for result in results}
+    return {"rows": by_student, "root": root, "release_bytes": release_bytes, "memory_growth_kb": memory_growth,
+            "results": results}
 
 
-def test_the_instructors_answers_get_full_marks(graded):
-    rows = graded[0]["alice"]
-    assert [(row.status, row.points, row.max_points) for row in rows.values()] == [("passed", 1.0, 1.0)] * 3
+def points(graded, student: str) -> dict[str, float]:
+    return {name: row["points"] for name, row in graded["rows"][student].items()}
 
 
-def test_wrong_answers_fail_even_with_the_checks_deleted_or_emptied(graded):
-    rows = graded[0]["bob"]
-    assert {name: row.status for name, row in rows.items()} == {"iou": "failed", "localization_box": "failed",
-                                                                 "pointing_hit": "failed"}
-    assert "wrong answer" in rows["iou"].message and "not done yet" in rows["pointing_hit"].message
-    assert sum(row.points for row in rows.values()) == 0
+FULL = {"cam": 1.0, "channel_contributions": 1.0, "box_from_threshold": 1.0}
+NONE = {"cam": 0.0, "channel_contributions": 0.0, "box_from_threshold": 0.0}
 
 
-def test_unfinished_exercises_fail_as_not_done_yet(graded):
-    assert all(row.status == "failed" and "not done yet" in row.message for row in graded[0]["carol"].values())
+def test_an_honest_full_solution_gets_full_marks_and_an_empty_one_none(graded):
+    assert points(graded, "honest") == points(graded, "victim") == FULL
+    assert points(graded, "empty") == NONE
+    assert all("not done yet" in row["message"] for row in graded["rows"]["empty"].values())
 
 
-def test_a_crash_is_an_error_row_and_the_crashing_kernel_stops_only_its_own_notebook(graded):
-    rows = graded[0]["dave"]
-    assert rows["iou"].status == "failed" and "RuntimeError: boom" in rows["iou"].message
-    assert rows["localization_box"].status == rows["pointing_hit"].status == "error"
-    assert "not run" in rows["pointing_hit"].message
-    root = graded[2]
-    assert (root / "dave" / "04_evaluation.ipynb").exists() and (root / "release" / "04_evaluation.ipynb").exists()
+@pytest.mark.parametrize("student", ["strict_off", "patched", "transformer", "frames"])
+def test_checks_cannot_be_switched_off_or_read_from_the_submission(graded, student):
+    """CAMLAB_STRICT_CHECKS=0, patched check functions and modules, an input transformer, reading `expected` from
+    the checker's frame: the checks run in the grader's process, so each unsolved exercise gets 0."""
+    assert points(graded, student) == NONE
 
 
-def test_an_endless_loop_times_out_and_the_next_exercises_are_still_graded(graded):
-    rows = graded[0]["eve"]
-    assert rows["iou"].status == "error" and rows["iou"].message.startswith("Timeout")
-    assert rows["localization_box"].status == rows["pointing_hit"].status == "passed"
+def test_a_submission_cannot_touch_the_release_another_submission_or_the_gradebook(graded):
+    root = graded["root"]
+    assert (root / "release" / "01_cam.ipynb").read_bytes() == graded["release_bytes"]
+    assert points(graded, "vandal") == NONE and points(graded, "victim") == FULL
+    assert not (root / "grades.csv").exists()
 
 
-def test_the_csv_has_one_row_per_student_and_exercise(graded):
-    table = graded[1]
-    assert len(table) == 15 and list(table[0]) == ["student", "notebook", "exercise", "status", "points",
-                                                   "max_points", "message"]
-    assert {row["student"] for row in table} == {"alice", "bob", "carol", "dave", "eve"}
+def test_no_startup_file_reaches_a_shared_ipython_profile(graded):
+    assert not (Path.home() / ".ipython" / "profile_default" / "startup" / "00-camlab-attack.py").exists()
+    assert points(graded, "startup") == NONE
 
 
-def test_output_beyond_the_cap_is_dropped(tmp_path):
-    flood = nbformat.v4.new_code_cell("for _ in range(2000):\n    print('y' * 1000)")
-    notebook = nbformat.v4.new_notebook(cells=[flood, nbformat.v4.new_code_cell("print('after')")])
-    replies = run_notebook(notebook, tmp_path, timeout=60, max_output=10_000)
-    assert [reply["status"] for reply in replies.values()] == ["ok", "ok"]
-    stored = sum(len(output.get("text", "")) for output in notebook.cells[0].outputs)
-    assert stored < 20_000 and "dropped by the grader" in notebook.cells[0].outputs[-1]["text"]
-    assert notebook.cells[1].outputs[0]["text"] == "after\n"
+def test_no_process_of_a_submission_outlives_its_grading(graded):
+    alive = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and TOKEN in (entry / "cmdline").read_text():
+                alive.append(entry.name)
+        except OSError:
+            continue
+    assert alive == []
 
 
-def test_a_real_chapter_gets_full_marks(tmp_path, capsys):
-    """Chapter 06 as the instructor wrote it, graded against the course's own release."""
-    submission = tmp_path / "teacher" / "06_beyond_classification.ipynb"
-    submission.parent.mkdir()
-    submission.write_bytes((notebooks_dir() / submission.name).read_bytes())
-    assert main(["course", "grade", str(submission), "--timeout", "120", "--csv", str(tmp_path / "g.csv")]) == 0
-    with open(tmp_path / "g.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert len(rows) == 2 and all(row["status"] == "passed" and row["points"] == row["max_points"] for row in rows)
-    assert "teacher" in capsys.readouterr().out
+def test_hidden_cases_never_reach_the_feedback(graded):
+    rows = graded["rows"]["recorder"]
+    assert rows["cam"]["status"] == "failed" and "ValueError" in rows["cam"]["message"]
+    assert all("LEAK" not in row["message"] for result in graded["results"] for row in result["rows"])
 
 
-def test_bad_submissions_are_clear_errors(tmp_path, capsys):
+def test_signals_to_the_grader_stop_neither_it_nor_the_batch(graded):
+    assert points(graded, "honest") == FULL and "killer" in graded["rows"]
+
+
+def test_memory_output_and_file_size_are_limited_and_the_grader_unharmed(graded):
+    """16 GB asked for, 100 MB printed, a 200 MB file written: the sandbox refuses or drops them; its answer after
+    that is still graded, and the grader's memory barely moves."""
+    assert points(graded, "hog")["cam"] == 1.0
+    assert graded["memory_growth_kb"] < 300_000
+
+
+def test_camlabs_own_implementation_earns_nothing_even_through_an_earlier_reference(graded):
+    row = graded["rows"]["guard"]["box_from_threshold"]
+    assert row["points"] == 0.0 and row["status"] == "failed" and "PermissionError" in row["message"]
+
+
+@pytest.mark.parametrize("student,reason", [
+    ("string_meta", "nbgrader metadata is a str"), ("list_id", "grade_id is a list"), ("bad_json", "not valid JSON"),
+    ("version3", "nbformat 3"), ("wrong_chapter", "wrong chapter"), ("huge", "200 MB"), ("linked", "symbolic link")])
+def test_a_malformed_submission_gets_zero_with_a_one_line_reason(graded, student, reason):
+    rows = graded["rows"][student].values()
+    assert {row["status"] for row in rows} == {"rejected"} and all(row["points"] == 0 for row in rows)
+    assert all(reason in row["message"] and "\n" not in row["message"] for row in rows)
+
+
+def test_identity_comes_from_the_folder_not_the_file_name(graded):
+    assert "mallory" in graded["rows"] and points(graded, "mallory") == NONE
+    assert "alice" not in graded["rows"]
+
+
+def test_a_helper_in_a_new_cell_is_run_before_the_exercise_that_uses_it(graded):
+    assert points(graded, "helper")["cam"] == 1.0
+
+
+def test_a_duplicated_solution_cell_is_named_not_silently_replaced(graded):
+    row = graded["rows"]["duplicated"]["cam"]
+    assert row["status"] == "rejected" and "2 cells ch01_cam" in row["message"]
+
+
+def test_a_slow_lesson_cell_does_not_turn_correct_answers_into_errors(tmp_path, bwrap):
+    """The chapter's own cells run under --lesson-timeout, not the students' --timeout."""
+    release = small_release(extra_lesson="import time\ntime.sleep(4)\nSLOW = True")
+    (tmp_path / "release").mkdir()
+    nbformat.write(release, tmp_path / "release" / "01_cam.ipynb")
+    (tmp_path / "ann").mkdir()
+    nbformat.write(release, tmp_path / "ann" / "01_cam.ipynb")
+    [result] = grade([tmp_path / "ann" / "01_cam.ipynb"], tmp_path / "release", Options(timeout=2,
+                                                                                       lesson_timeout=60))
+    assert [row["points"] for row in result["rows"]] == [1.0, 1.0, 1.0]
+
+
+def test_the_capstone_guard_holds_for_camlabs_own_channel_weights(tmp_path, bwrap):
+    """Chapter 08: `channel_weights` returning camlab.XGradCAM's own gets 0; the instructor's answer full marks."""
+    release = small_release("08_summary")
+    (tmp_path / "release").mkdir()
+    nbformat.write(release, tmp_path / "release" / "08_summary.ipynb")
+    borrowed = student_notebook(release)
+    for cell in borrowed.cells:
+        if grading_info(cell).get("grade_id") == "ch08_custom_xgradcam":
+            cell.source = ("class MyCAM(camlab.GradientMethod):\n    def channel_weights(self, activations, gradients):"
+                           "\n        return camlab.XGradCAM.channel_weights(self, activations, gradients)")
+    for student, notebook in {"teacher": release, "borrower": borrowed}.items():
+        (tmp_path / student).mkdir()
+        nbformat.write(notebook, tmp_path / student / "08_summary.ipynb")
+    teacher, borrower = grade([tmp_path / "teacher" / "08_summary.ipynb", tmp_path / "borrower" / "08_summary.ipynb"],
+                              tmp_path / "release", Options(timeout=30))
+    assert [row["points"] for row in teacher["rows"]] == [2.0, 2.0]
+    assert borrower["rows"][0]["points"] == 0.0 and borrower["rows"][0]["status"] == "failed"
+
+
+def test_the_command_writes_gradebook_feedback_and_merges_results_graded_apart(graded, tmp_path, capsys):
+    """One result per submission (`grade --result`, as one Slurm array task would), then `course merge`."""
+    from camlab.course import gradebook
+
+    results = [result for result in graded["results"] if result["student"] in ("honest", "empty", "recorder")]
+    for result in results:
+        gradebook.write_result(result, tmp_path / "parts" / f"{result['student']}.json")
+    assert main(["course", "merge", str(tmp_path / "parts"), "--out", str(tmp_path / "out")]) == 0
+    with open(tmp_path / "out" / "grades.csv", newline="") as handle:
+        table = {row["student"]: row for row in csv.DictReader(handle)}
+    assert table["honest"]["total"] == "3" and table["empty"]["total"] == "0"
+    assert table["honest"]["01_cam/ch01_cam_check"] == "1" and table["honest"]["max_total"] == "3"
+    with open(tmp_path / "out" / "nbgrader.csv", newline="") as handle:
+        exported = {row["student_id"]: row for row in csv.DictReader(handle)}
+    assert exported["honest"]["score"] == "3" and exported["honest"]["assignment"] == "01_cam"
+    feedback = (tmp_path / "out" / "feedback" / "recorder" / "01_cam.md").read_text()
+    assert "| ch01_cam_check | failed | 0 / 1 |" in feedback and "LEAK" not in feedback
+
+
+def test_written_answers_are_exported_for_marking_and_the_marks_merged(tmp_path, bwrap, capsys):
+    """A manually graded answer cell (nbgrader: solution and grade) is "to mark" until the marks come back."""
+    release = small_release()
+    question = nbformat.v4.new_markdown_cell("### BEGIN SOLUTION\nNegative evidence.\n### END SOLUTION")
+    question.metadata["nbgrader"] = {"grade": True, "solution": True, "locked": False, "points": 2,
+                                     "grade_id": "ch01_negative_values", "schema_version": 3, "task": False}
+    release.cells.append(question)
+    (tmp_path / "release").mkdir()
+    nbformat.write(release, tmp_path / "release" / "01_cam.ipynb")
+    submission = student_notebook(release)
+    submission.cells[-1].source = "They lower the score."
+    (tmp_path / "bo").mkdir()
+    nbformat.write(submission, tmp_path / "bo" / "01_cam.ipynb")
+    out = tmp_path / "out"
+    assert main(["course", "grade", str(tmp_path / "bo" / "01_cam.ipynb"), "--release", str(tmp_path / "release"),
+                 "--result", str(tmp_path / "bo.json"), "--timeout", "30"]) == 0
+    assert main(["course", "merge", str(tmp_path / "bo.json"), "--out", str(out)]) == 0
+    with open(out / "answers.csv", newline="") as handle:
+        [answer] = list(csv.DictReader(handle))
+    assert answer["answer"] == "They lower the score." and answer["max_points"] == "2"
+    answer["points"] = "1.5"
+    with open(tmp_path / "marks.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(answer))
+        writer.writeheader()
+        writer.writerow(answer)
+    assert main(["course", "merge", str(out / "results"), "--out", str(tmp_path / "merged"), "--marks",
+                 str(tmp_path / "marks.csv")]) == 0
+    with open(tmp_path / "merged" / "grades.csv", newline="") as handle:
+        [line] = list(csv.DictReader(handle))
+    assert line["01_cam/ch01_negative_values"] == "1.5" and line["total"] == "1.5" and line["max_total"] == "5"
+
+
+def test_per_student_seeds_reach_the_notebook_and_the_checks(tmp_path, bwrap):
+    """`STUDENT_SEED = 0` becomes each student's HMAC seed in their notebook; the grader gives the checks the same
+    seed, so an answer computed for one student's seed passes only for that student."""
+    from camlab.course.seeds import seed_for
+    from camlab.course.student import write_student_versions
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("0123456789abcdef0123456789abcdef")
+    (tmp_path / "roster.csv").write_text("student\nann\nben\n")
+    release = small_release(extra_lesson="STUDENT_SEED = 0")
+    check = nbformat.v4.new_code_cell("assert seeded(1) == STUDENT_SEED + 1, 'wrong'")
+    check.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "points": 1,
+                                  "grade_id": "ch01_seeded_check", "schema_version": 3, "task": False}
+    solution = nbformat.v4.new_code_cell("def seeded(x):\n    ### BEGIN SOLUTION\n    return STUDENT_SEED + x\n"
+                                         "    ### END SOLUTION")
+    solution.metadata["nbgrader"] = {"grade": False, "solution": True, "locked": False, "grade_id": "ch01_seeded",
+                                     "schema_version": 3, "task": False}
+    total = nbformat.v4.new_code_cell("def total(x):\n    ### BEGIN SOLUTION\n    return x.sum()\n    ### END SOLUTION")
+    total.metadata["nbgrader"] = {**solution.metadata["nbgrader"], "grade_id": "ch01_total"}
+    hidden_total = nbformat.v4.new_code_cell(
+        "### BEGIN HIDDEN TESTS\ncases = camlab.exercises.cases_from_seed(HIDDEN_SEED, lambda g: (lambda x: ((x,), "
+        "x.sum()))(torch.randn(4, generator=g)), 3)\ncamlab.exercises.run_check('total', total, cases, hint='add')"
+        "\n### END HIDDEN TESTS")
+    hidden_total.metadata["nbgrader"] = {**check.metadata["nbgrader"], "grade_id": "ch01_total_check"}
+    release.cells += [total, hidden_total, solution, check]
+    (tmp_path / "release").mkdir()
+    nbformat.write(release, tmp_path / "release" / "01_cam.ipynb")
+    written = write_student_versions(tmp_path / "out", [tmp_path / "release" / "01_cam.ipynb"],
+                                     roster=tmp_path / "roster.csv", secret_file=secret)
+    key = secret.read_bytes().strip()
+    ann_seed, ben_seed = seed_for(key, "ann"), seed_for(key, "ben")
+    assert ann_seed != ben_seed
+    assert f"STUDENT_SEED = {ann_seed}" in written[0].read_text() and "ben" in str(written[1])
+    for student in ("ann", "ben"):           # both hand in an answer fixed to ann's seed
+        notebook = nbformat.read(tmp_path / "release" / "01_cam.ipynb", as_version=4)
+        notebook.cells[-2].source = f"def seeded(x):\n    return {ann_seed} + x"
+        (tmp_path / "in" / student).mkdir(parents=True)
+        nbformat.write(notebook, tmp_path / "in" / student / "01_cam.ipynb")
+    options = Options(timeout=30, seeds={"ann": ann_seed, "ben": ben_seed}, secret=key)
+    ann, ben = grade([tmp_path / "in" / "ann" / "01_cam.ipynb", tmp_path / "in" / "ben" / "01_cam.ipynb"],
+                     tmp_path / "release", options)
+    assert ann["rows"][-1]["status"] == "passed" and ben["rows"][-1]["status"] != "passed"
+    assert ann["rows"][-2]["status"] == ben["rows"][-2]["status"] == "passed"    # hidden cases from the secret
+
+
+def test_cases_from_a_seed_are_the_same_for_the_same_seed_and_differ_for_another():
+    from camlab.exercises import cases_from_seed
+
+    def make(generator):
+        x = torch.randn(3, generator=generator)
+        return (x,), x.sum()
+
+    first, again, other = cases_from_seed(7, make, 2), cases_from_seed(7, make, 2), cases_from_seed(8, make, 2)
+    assert all(torch.equal(a[0][0], b[0][0]) for a, b in zip(first, again))
+    assert not torch.equal(first[0][0][0], other[0][0][0])
+
+
+def test_the_real_chapter_01_gives_the_instructor_full_marks_and_its_student_version_none(tmp_path, bwrap):
+    """The whole chapter (its lesson cells load the models) graded against the course's own release."""
+    for student, notebook in {"teacher": nbformat.read(notebooks_dir() / "01_cam.ipynb", as_version=4),
+                              "newcomer": nbformat.read(notebooks_dir() / "student" / "01_cam.ipynb",
+                                                        as_version=4)}.items():
+        (tmp_path / student).mkdir()
+        nbformat.write(notebook, tmp_path / student / "01_cam.ipynb")
+    teacher, newcomer = grade([tmp_path / "teacher" / "01_cam.ipynb", tmp_path / "newcomer" / "01_cam.ipynb"],
+                              options=Options(timeout=120), jobs=2)
+    assert [row["status"] for row in teacher["rows"]] == ["passed"] * 3
+    assert [row["points"] for row in newcomer["rows"]] == [0.0] * 3
+
+
+def test_the_weaker_mode_without_a_sandbox_still_decides_the_verdicts_in_the_grader(tmp_path):
+    """--no-sandbox (trusted notebooks only): files are readable, but switching the checks off still earns 0."""
+    release = small_release()
+    (tmp_path / "release").mkdir()
+    nbformat.write(release, tmp_path / "release" / "01_cam.ipynb")
+    cheat = answered(release, cam="import os\nos.environ['CAMLAB_STRICT_CHECKS'] = '0'\ndef cam(a, w, c):\n    return 0")
+    for student, notebook in {"own": release, "cheat": cheat}.items():
+        (tmp_path / student).mkdir()
+        nbformat.write(notebook, tmp_path / student / "01_cam.ipynb")
+    own, cheat = grade([tmp_path / "own" / "01_cam.ipynb", tmp_path / "cheat" / "01_cam.ipynb"],
+                       tmp_path / "release", Options(timeout=30, use_sandbox=False))
+    assert [row["points"] for row in own["rows"]] == [1.0, 1.0, 1.0]
+    assert [row["points"] for row in cheat["rows"]] == [0.0, 0.0, 0.0]
+
+
+def test_bad_command_lines_are_clear_errors(tmp_path, capsys):
     assert main(["course", "grade", str(tmp_path / "missing" / "01_cam.ipynb")]) == 1
     assert "no such submission" in capsys.readouterr().err
     (tmp_path / "homework.ipynb").write_text("{}")
@@ -155,9 +433,13 @@ def test_bad_submissions_are_clear_errors(tmp_path, capsys):
     assert "01_cam" in capsys.readouterr().err
 
 
-def test_an_unreadable_notebook_gets_error_rows(tmp_path):
-    broken = tmp_path / "zoe_01_cam.ipynb"
-    broken.write_text("not json")
-    rows = grade([broken])
-    assert len(rows) == 3 and {row.status for row in rows} == {"error"} and rows[0].student == "zoe"
-    assert "not a readable notebook" in rows[0].message
+def test_without_bubblewrap_the_grader_refuses_and_names_the_package(monkeypatch):
+    from camlab.course import sandbox
+
+    sandbox.check_available.cache_clear()
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    try:
+        with pytest.raises(RuntimeError, match="apt-get install bubblewrap"):
+            sandbox.check_available()
+    finally:
+        sandbox.check_available.cache_clear()

@@ -1,4 +1,4 @@
-"""The README's "Write your own method" section, run exactly as it stands: a weighted sum of channels, a weight per
+"""The user guide's "Write your own method" page (docs/guide/own-method.md), run exactly as it stands: a weighted sum of channels, a weight per
 position, and several layers at once. Each block runs in the namespace of the blocks before it (as a reader would
 run them one after the other); the maps are then checked against the formula each block's docstring states,
 computed here from the captured activations and gradients of plain Grad-CAM."""
@@ -13,23 +13,21 @@ import torch
 import camlab
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTION = "\n## Write your own method\n"
+PAGE = ROOT / "docs" / "guide" / "own-method.md"
 
 
 def _section() -> str:
-    """The section of README.md."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert SECTION in readme, f"no '{SECTION.strip()}' section in README.md"
-    return re.split(r"\n## ", readme.split(SECTION, 1)[1], maxsplit=1)[0]
+    """The page's text."""
+    return PAGE.read_text(encoding="utf-8")
 
 
 def _blocks() -> dict[str, str]:
-    """``{### heading: the python code block under it}``."""
+    """``{## heading: the python code block under it}``."""
     blocks = {}
-    for part in _section().split("\n### ")[1:]:
+    for part in _section().split("\n## ")[1:]:
         heading = part.splitlines()[0].strip()
         code = re.search(r"```python\n(.*?)```", part, re.S)
-        assert code, f"no python block under '### {heading}'"
+        assert code, f"no python block under '## {heading}'"
         blocks[heading] = code.group(1)
     return blocks
 
@@ -39,7 +37,7 @@ def namespaces() -> dict[str, dict]:
     namespace: dict = {}
     after = {}
     for heading, code in _blocks().items():
-        exec(compile(code, f"README: {heading}", "exec"), namespace)
+        exec(compile(code, f"{PAGE.name}: {heading}", "exec"), namespace)
         after[heading] = dict(namespace)
     return after
 

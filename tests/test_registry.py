@@ -38,7 +38,8 @@ def test_an_option_that_another_method_takes_is_dropped_for_a_method_without_it(
 
 def test_an_option_no_method_takes_is_a_typo_and_names_what_the_method_takes():
     with pytest.raises(TypeError, match=r"unknown option\(s\) 'progres' for method 'scorecam'; it takes: "
-                                        r"batch_size, fold, layer, progress, relu, reshape_transform, weighting"):
+                                        r"aug_smooth, batch_size, eigen_smooth, fold, layer, progress, relu, "
+                                        r"reshape_transform, weighting"):
         camlab.build("scorecam", one_conv_net(), "relu", progres=False)
 
 

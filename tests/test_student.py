@@ -16,8 +16,9 @@ import camlab
 import camlab.exercises  # noqa: F401 (the check cells call camlab.exercises.check_*)
 from camlab.cli import main
 from camlab.course import CHAPTERS, notebooks_dir
-from camlab.course.student import (BEGIN_HIDDEN, BEGIN_SOLUTION, CODE_STUB, END_SOLUTION, grading_info, is_check,
-                                   is_solution, student_notebook)
+from camlab.course.student import without_folded_answers
+from camlab.course.student import (BEGIN_HIDDEN, BEGIN_SOLUTION, CODE_STUB, END_SOLUTION, TEXT_STUB, grading_info,
+                                   is_check, is_solution, student_notebook)
 
 pytest.importorskip("nbgrader")
 
@@ -31,6 +32,9 @@ def nbgrader_student_version(notebook):
     from nbgrader.preprocessors import ClearHiddenTests, ClearOutput, ClearSolutions, LockCells
 
     notebook, resources = copy.deepcopy(notebook), {}
+    for cell in notebook.cells:   # the folded answers: removed by camlab, unknown to nbgrader
+        if cell.cell_type == "markdown":
+            cell.source = without_folded_answers(cell.source)
     for step in (LockCells(), ClearSolutions(code_stub={"python": CODE_STUB}, enforce_metadata=True), ClearOutput(),
                  ClearHiddenTests(enforce_metadata=True)):
         notebook, resources = step.preprocess(notebook, resources)
@@ -61,7 +65,8 @@ def test_nbgraders_generate_assignment_app_agrees_on_a_chapter(tmp_path):
                    check=True, capture_output=True, timeout=300)
     released = nbformat.read(tmp_path / "release" / "ch04" / original.name, as_version=4)
     ours = student_notebook(nbformat.read(original, as_version=4))
-    assert [cell.source for cell in released.cells] == [cell.source for cell in ours.cells]
+    assert [without_folded_answers(cell.source) if cell.cell_type == "markdown" else cell.source
+            for cell in released.cells] == [cell.source for cell in ours.cells]
     for theirs, mine in zip(released.cells, ours.cells):
         assert theirs.get("outputs", []) == mine.get("outputs", []) == []
         assert (theirs.metadata.get("deletable"), theirs.metadata.get("editable")) == \
@@ -71,7 +76,7 @@ def test_nbgraders_generate_assignment_app_agrees_on_a_chapter(tmp_path):
 @pytest.mark.parametrize("stem", CHAPTERS)
 def test_every_chapter_has_checked_exercises_and_students_see_neither_solutions_nor_hidden_tests(stem):
     notebook = instructor(stem)
-    solutions = [cell for cell in notebook.cells if is_solution(cell)]
+    solutions = [cell for cell in notebook.cells if is_solution(cell) and cell.cell_type == "code"]
     checks = {grading_info(cell)["grade_id"]: cell for cell in notebook.cells if is_check(cell)}
     assert solutions and len(checks) == len(solutions)
     for cell in solutions:
@@ -79,7 +84,9 @@ def test_every_chapter_has_checked_exercises_and_students_see_neither_solutions_
         assert BEGIN_HIDDEN in check.source and check.metadata["nbgrader"]["points"] > 0
     student = student_notebook(notebook)
     for mine, theirs in zip(notebook.cells, student.cells):
-        if is_solution(mine):
+        if is_solution(mine) and mine.cell_type == "markdown":  # a written answer, graded by hand
+            assert theirs.source == TEXT_STUB and mine.metadata["nbgrader"]["points"] > 0
+        elif is_solution(mine):
             answer = mine.source.split(BEGIN_SOLUTION)[1].split(END_SOLUTION)[0]
             assert not {line.strip() for line in answer.splitlines()} & set(theirs.source.splitlines()) - {""}
             assert "raise NotImplementedError" in theirs.source
@@ -97,10 +104,11 @@ def test_unfinished_exercises_say_not_done_yet_and_do_not_raise(stem, monkeypatc
     import torch.nn.functional as F
     from scipy import ndimage
 
-    namespace = {"camlab": camlab, "torch": torch, "np": np, "F": F, "ndimage": ndimage, "nn": torch.nn}
+    namespace = {"camlab": camlab, "torch": torch, "np": np, "F": F, "ndimage": ndimage, "nn": torch.nn,
+                 "STUDENT_SEED": 0}
     cells = student_notebook(instructor(stem)).cells
     for cell in cells:
-        if is_solution(cell) or is_check(cell):
+        if (is_solution(cell) or is_check(cell)) and cell.cell_type == "code":
             exec(compile(cell.source, grading_info(cell)["grade_id"], "exec"), namespace)
             if is_check(cell):
                 assert "not done yet" in capsys.readouterr().out
@@ -129,3 +137,27 @@ def test_solution_markers_outside_a_solution_cell_are_a_clear_error():
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"{BEGIN_SOLUTION}\nx = 1\n{END_SOLUTION}")])
     with pytest.raises(ValueError, match="solution: true"):
         student_notebook(notebook)
+
+
+@pytest.mark.parametrize("stem", sorted(CHAPTERS))
+def test_folded_answers_to_the_written_questions_are_only_in_the_instructors_notebook(stem):
+    instructor = nbformat.read(notebooks_dir() / f"{stem}.ipynb", as_version=4)
+    student = student_notebook(instructor)
+    assert any("<details>" in cell.source for cell in instructor.cells)
+    assert not any("<details" in cell.source or "</details>" in cell.source for cell in student.cells)
+    assert len(student.cells) == len(instructor.cells)
+
+
+def test_the_students_versions_the_badges_open_are_what_the_release_command_writes():
+    """`notebooks/student/` is written by `camlab course badges`; run it after changing a chapter."""
+    from camlab.course.badges import sync_student_versions
+
+    stale = sync_student_versions(notebooks_dir().parent, check=True)
+    assert stale == [], f"out of date: {[path.name for path in stale]}; run `camlab course badges`"
+
+
+def test_a_student_version_opened_from_its_badge_holds_no_solution_and_no_hidden_test():
+    for path in sorted((notebooks_dir() / "student").glob("*.ipynb")):
+        text = path.read_text(encoding="utf-8")
+        assert BEGIN_SOLUTION not in text and BEGIN_HIDDEN not in text and "<details>" not in text, path.name
+        assert "notebooks/student/" + path.name in text, f"{path.name}: its badge opens another notebook"

@@ -16,6 +16,7 @@ from camlab.targets import (BinaryTarget, ClassTarget, DetectionTarget, Embeddin
                             per_image, probabilities_of, scores)
 from tests.test_methods_state import tiny_net
 from tests.test_scorecam_forms import X, identity_layer_net, scorecam
+from tests.tiny_nets import GapNet
 
 PERTURBATION = {"scorecam": dict(batch_size=16), "ablationcam": dict(batch_size=16),
                 "occlusion": dict(patch=4, stride=4)}
@@ -225,3 +226,43 @@ def test_float_and_bool_targets_are_refused_not_truncated(target, message):
     with pytest.raises(TypeError, match=message):
         camlab.GradCAM(tiny_net().eval(), layer="features.4")(x_batch(), target=target)
 
+
+
+# --- never silently wrong: NaN, infinite, detached and integer scores (each gave a map or blamed the layer on main) --
+
+def test_a_nan_in_a_segmentation_mask_or_an_embedding_reference_is_refused_when_made():
+    mask = torch.ones(8, 8)
+    mask[2, 2] = float("nan")
+    with pytest.raises(ValueError, match="mask contains NaN"):
+        camlab.SegmentationTarget(1, mask)
+    with pytest.raises(ValueError, match="reference contains NaN"):
+        camlab.EmbeddingTarget(torch.tensor([1.0, float("nan")]))
+
+
+@pytest.mark.parametrize("box", [(0, 0, float("inf"), 10), (float("-inf"), 0, 5, 10), (0, float("nan"), 5, 10)])
+def test_a_detection_box_must_be_finite(box):
+    with pytest.raises(ValueError, match="box must be finite"):
+        camlab.DetectionTarget(box, label=1)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "scorecam", "layercam"])
+def test_a_callable_whose_score_is_nan_is_refused_naming_the_image(method):
+    net = GapNet().eval()
+
+    def score(logits):
+        return logits[:, 0] * torch.tensor([1.0, float("nan")])
+
+    with pytest.raises(ValueError, match="score of image 1 is NaN"):
+        camlab.build(method, net)(torch.randn(2, 3, 8, 8), target=score)
+
+
+def test_a_detached_score_is_blamed_on_the_target_not_the_layer():
+    net = GapNet().eval()
+    with pytest.raises(ValueError, match="not connected to the model's output.*detached"):
+        camlab.GradCAM(net)(torch.randn(2, 3, 8, 8), target=lambda logits: logits[:, 0].detach())
+
+
+def test_an_integer_score_is_refused_with_what_a_score_is():
+    net = GapNet().eval()
+    with pytest.raises(TypeError, match="returned torch.int64 scores.*a logit"):
+        camlab.GradCAM(net)(torch.randn(2, 3, 8, 8), target=lambda logits: logits.argmax(dim=1))

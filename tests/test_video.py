@@ -126,3 +126,16 @@ def test_explain_command_with_out_writes_that_video(clip, tmp_path):
     assert cli(["explain", str(clip), "--model", "lab_gap", "--out", str(out), "--no-progress"]) == 0
     assert read_all(out)[1].frames == len(CENTRES)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip-cam.avi"]
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_explain_never_writes_over_its_own_input(tmp_path, capsys, force):
+    """On main `camlab explain v.mp4 --out v.mp4 --force` truncated its input (60 frames -> 16) and exited 0."""
+    from camlab.cli import main
+
+    clip = moving_square(tmp_path / "v.mp4")
+    before = clip.read_bytes()
+    status = main(["explain", str(clip), "--model", "lab_gap", "--no-progress", "--out", str(clip), *force])
+    err = capsys.readouterr().err
+    assert status == 2 and "is the input" in err, err
+    assert clip.read_bytes() == before

@@ -1,8 +1,9 @@
 """The course's shared settings and tools: the Colab setup cell, the chapter list, notebook execution.
 
 Sub-modules: ``colab`` (the install source and what is derived from it: setup cell, badges; no torch),
-``badges`` (writes those into the notebooks and the README), ``student`` (the students' notebooks), ``grading``
-(grading them), ``cli`` (``camlab course ...``)."""
+``badges`` (writes those into the notebooks and the README, and the students' versions), ``student`` (the students'
+notebooks), ``seeds`` (per-student seeds), ``submissions``, ``sandbox``, ``worker``, ``remote`` and ``grading``
+(grading them), ``gradebook`` (what grading writes), ``cli`` (``camlab course ...``)."""
 from __future__ import annotations
 
 import os

@@ -1,8 +1,10 @@
 """``camlab course badges``: write what :mod:`camlab.course.colab` derives from ``INSTALL_SOURCE`` into the files.
 
 Per notebook: the "Open in Colab" badge line of the first Markdown cell (the line after the title) and the setup
-cell (the first code cell). In the README: the badge after each chapter's link in the course table. Nothing else is
-touched; notebooks are rewritten with nbformat, so their JSON layout stays the same.
+cell (the first code cell). In the README: the badge after each chapter's link in the course table. Then the
+students' versions in ``notebooks/student/`` (:mod:`camlab.course.student`), which the badges open. Nothing else is
+touched; notebooks are rewritten with nbformat, so their JSON layout stays the same. This is the release command:
+run it after changing a chapter (a test fails while anything is out of date).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 from camlab.course.colab import BADGE_IMAGE, badge, setup_cell
 
 _README_ROW = re.compile(r"^(\| \[[^\]]+\]\(notebooks/(?P<stem>[\w-]+)\.ipynb\))"
-                         r"(?: \[!\[Open In Colab\]\([^)]*\)\]\([^)]*\))?")
+                         r"(?: \[!\[Open In Colab\]\([^)]*\)\]\([^)]*\))?(?: · \[[^\]]*\]\([^)]*\))?")
 
 
 def with_badge(markdown: str, line: str) -> str:
@@ -41,6 +43,25 @@ def sync_readme(text: str) -> str:
     return "\n".join(_README_ROW.sub(lambda m: f"{m[1]} {badge(m['stem'])}", line) for line in text.split("\n"))
 
 
+def sync_student_versions(root: Path, check: bool = False) -> list[Path]:
+    """Bring ``root/notebooks/student/`` up to date with the instructor's notebooks (only list with ``check``)."""
+    import nbformat
+
+    from camlab.course.colab import STUDENT_FOLDER
+    from camlab.course.student import student_notebook
+
+    folder, stale = root / STUDENT_FOLDER, []
+    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        text = nbformat.writes(student_notebook(nbformat.read(path, as_version=4))) + "\n"
+        target = folder / path.name
+        if not target.is_file() or target.read_text(encoding="utf-8") != text:
+            stale.append(target)
+            if not check:
+                folder.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+    return stale
+
+
 def write_badges(root: Path, check: bool = False) -> list[Path]:
     """Bring ``root/notebooks/*.ipynb`` and ``root/README.md`` up to date (only list them with ``check``);
     return the files that were (or would be) changed."""
@@ -55,6 +76,7 @@ def write_badges(root: Path, check: bool = False) -> list[Path]:
             stale.append(path)
             if not check:
                 nbformat.write(notebook, path)
+    stale += sync_student_versions(root, check)
     readme = root / "README.md"
     if readme.is_file():
         text = readme.read_text(encoding="utf-8")

@@ -6,8 +6,11 @@ it by ``camlab course badges``:
 
 - every notebook's setup cell, which pip-installs ``INSTALL_SOURCE`` in Colab (in Colab camlab is not installed yet
   when that cell runs, so the cell carries the setting as text; a test keeps all cells equal to :func:`setup_cell`);
-- every notebook's "Open in Colab" badge and the README's, which open the notebook of the same repository and tag:
-  ``https://colab.research.google.com/github/OWNER/REPO/blob/TAG/notebooks/NN_name.ipynb``.
+- every notebook's "Open in Colab" badge and the README's, which open the *students'* version of the notebook
+  (no solutions, no hidden tests, no folded answers; ``notebooks/student/``, written by ``camlab course badges``)
+  of the same repository and tag:
+  ``https://colab.research.google.com/github/OWNER/REPO/blob/TAG/notebooks/student/NN_name.ipynb``, followed by a
+  separate "worked solutions (self-study)" link to the instructor's notebook ``notebooks/NN_name.ipynb``.
 
 In Colab the environment variable ``CAMLAB_INSTALL_SOURCE`` replaces the setting (anything ``pip install`` takes as
 one argument: a wheel file, another git URL, ``torch-camlab==0.1.0``; set ``PIP_INDEX_URL`` for another index).
@@ -42,15 +45,22 @@ def repository(source: str = INSTALL_SOURCE) -> tuple[str, str, str]:
     return match["owner"], match["repo"], match["ref"]
 
 
-def colab_url(stem: str, source: str = INSTALL_SOURCE) -> str:
-    """The address that opens ``notebooks/<stem>.ipynb`` of the source's repository and tag in Colab."""
+#: where the students' versions of the notebooks live in the repository (the badges open these)
+STUDENT_FOLDER = "notebooks/student"
+#: the words of the link to the instructor's notebook with the worked solutions
+SOLUTIONS_LINK = "worked solutions (self-study)"
+
+
+def colab_url(stem: str, source: str = INSTALL_SOURCE, folder: str = "notebooks") -> str:
+    """The address that opens ``<folder>/<stem>.ipynb`` of the source's repository and tag in Colab."""
     owner, repo, ref = repository(source)
-    return f"https://colab.research.google.com/github/{owner}/{repo}/blob/{ref}/notebooks/{stem}.ipynb"
+    return f"https://colab.research.google.com/github/{owner}/{repo}/blob/{ref}/{folder}/{stem}.ipynb"
 
 
 def badge(stem: str, source: str = INSTALL_SOURCE) -> str:
-    """The Markdown "Open in Colab" badge of a chapter."""
-    return f"[![Open In Colab]({BADGE_IMAGE})]({colab_url(stem, source)})"
+    """The Markdown "Open in Colab" badge of a chapter (the students' version), then the worked-solutions link."""
+    return (f"[![Open In Colab]({BADGE_IMAGE})]({colab_url(stem, source, STUDENT_FOLDER)}) · "
+            f"[{SOLUTIONS_LINK}]({colab_url(stem, source)})")
 
 
 def setup_cell(source: str = INSTALL_SOURCE) -> str:

@@ -9,11 +9,15 @@ In the instructor's notebooks each code exercise is two cells with nbgrader meta
   that runs ``camlab.exercises.check_*`` on visible worked examples and, between ``### BEGIN HIDDEN TESTS`` and
   ``### END HIDDEN TESTS``, on hidden ones; students get the cell without the hidden part.
 
-An unfinished exercise's check prints "not done yet" instead of failing, so a student notebook runs top to bottom."""
+An unfinished exercise's check prints "not done yet" instead of failing, so a student notebook runs top to bottom.
+Folded answers (Markdown ``<details>...</details>`` blocks) are removed too: answers to the written questions live
+only in the instructor's notebooks. ``notebooks/student/`` holds the students' versions that the Colab badges open
+(``camlab course student notebooks/student``; a test keeps them equal to what this module writes)."""
 from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -22,6 +26,8 @@ BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 CODE_STUB = '# YOUR CODE HERE (the exercise above says what to return)\nraise NotImplementedError("not done yet")'
 #: what replaces a solution in a Markdown cell (nbgrader's default ``ClearSolutions.text_stub``)
 TEXT_STUB = "YOUR ANSWER HERE"
+#: a folded answer in a Markdown cell (removed from the students' versions)
+DETAILS = re.compile(r"\n*<details>.*?</details>\n*", re.DOTALL)
 
 
 def grading_info(cell) -> dict:
@@ -59,6 +65,11 @@ def replace_region(source: str, begin: str, end: str, stub: str | None) -> tuple
     return "\n".join(lines), found
 
 
+def without_folded_answers(markdown: str) -> str:
+    """``markdown`` without its ``<details>...</details>`` blocks (the folded answers), blank lines tidied."""
+    return DETAILS.sub("\n\n", markdown).strip("\n") if "<details>" in markdown else markdown
+
+
 def student_cell(cell):
     """One cell as students get it: solution replaced by the stub, hidden tests removed, outputs cleared; exercise
     cells cannot be deleted and check cells cannot be edited in Jupyter (nbgrader's ``LockCells``)."""
@@ -74,6 +85,8 @@ def student_cell(cell):
     if removed and not is_check(cell):
         raise ValueError(f"hidden tests in a cell that is not an nbgrader test cell (`grade: true`):\n"
                          f"{cell['source']}")
+    if cell["cell_type"] == "markdown":
+        cell["source"] = without_folded_answers(cell["source"])
     if cell["cell_type"] == "code":
         cell["outputs"], cell["execution_count"] = [], None
         for field in ("collapsed", "scrolled"):
@@ -94,11 +107,25 @@ def student_notebook(notebook):
     return result
 
 
-def write_student_versions(out_dir: str | Path, notebooks: list[str | Path] | None = None) -> list[Path]:
-    """Write the students' version of ``notebooks`` (default: every chapter) into ``out_dir``; return the paths."""
+def with_seed(notebook, seed: int):
+    """``notebook`` with its instructor line ``STUDENT_SEED = 0`` set to ``seed`` (a new notebook)."""
+    from camlab.course.submissions import SEED_LINE
+
+    result = copy.deepcopy(notebook)
+    for cell in result.cells:
+        if cell["cell_type"] == "code":
+            cell["source"] = SEED_LINE.sub(f"STUDENT_SEED = {int(seed)}", cell["source"])
+    return result
+
+
+def write_student_versions(out_dir: str | Path, notebooks: list[str | Path] | None = None,
+                           roster: str | Path | None = None, secret_file: str | Path | None = None) -> list[Path]:
+    """Write the students' version of ``notebooks`` (default: every chapter) into ``out_dir``, or with a roster and
+    secret into ``out_dir/<student>/`` with each student's seed (:mod:`camlab.course.seeds`); return the paths."""
     import nbformat
 
     from camlab.course import CHAPTERS, notebooks_dir
+    from camlab.course.seeds import seeds
 
     sources = [Path(path) for path in notebooks] if notebooks else [notebooks_dir() / f"{stem}.ipynb"
                                                                     for stem in CHAPTERS]
@@ -106,12 +133,15 @@ def write_student_versions(out_dir: str | Path, notebooks: list[str | Path] | No
     for source in sources:
         if source.resolve().parent == out_dir.resolve():
             raise ValueError(f"{out_dir} holds the instructor's notebooks: choose another folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    per_student = seeds(roster, secret_file) if roster else {"": None}
     written = []
     for source in sources:
-        target = out_dir / source.name
-        nbformat.write(student_notebook(nbformat.read(source, as_version=4)), target)
-        written.append(target)
+        version = student_notebook(nbformat.read(source, as_version=4))
+        for student, seed in per_student.items():
+            folder = out_dir / student if student else out_dir
+            folder.mkdir(parents=True, exist_ok=True)
+            nbformat.write(with_seed(version, seed) if seed is not None else version, folder / source.name)
+            written.append(folder / source.name)
     return written
 
 

@@ -1,7 +1,7 @@
 """The reproducible results table: every method against every metric, each mean with its 95% interval, on the
 synthetic lab and on the bundled photos.
 
-    >>> table = camlab.evaluate.run()            # a few minutes on 2 CPU cores; run(quick=True) for seconds
+    >>> table = camlab.evaluate.run()            # run(quick=True): a smaller smoke run of the lab set only
     >>> print(camlab.evaluate.format_table(table))
     >>> camlab.evaluate.save(table, "results.md")  # or .csv / .json
     >>> table.difference("lab", "gradcam", "random", "pointing")   # paired, on the same cases

@@ -139,3 +139,123 @@ def photo_set(model: nn.Module, names: Sequence[str] | None = None, steps: int =
                 sanity.append(len(targets) - 1)
     return EvalSet("photos", model, None, torch.stack(xs), targets, torch.stack(masks), image_of, image_boxes,
                    tolerance=15, steps=steps, sanity_samples=sanity, threshold=0.15)
+
+
+# --- composite photo scenes ----------------------------------------------------------------------------------------
+
+#: the objects the composites are cut from: name -> (bundled photo, object name in ``data/boxes.json``); each patch is
+#: the object's first (tight) hand-checked box, so a pasted patch's rectangle is the object's box by construction
+COMPOSITE_OBJECTS: dict[str, tuple[str, str]] = {"cat": ("cat", "cat"), "espresso": ("coffee", "espresso")}
+#: the long side of a pasted object, in pixels of the 224-px canvas (drawn uniformly per object)
+COMPOSITE_SIZES = (80, 112)
+
+
+@dataclass
+class Composites:
+    """Seeded composite scenes: (N,3,S,S) float images in [0, 1] and, per scene, ``{object name: [x0, y0, x1,
+    y1]}`` (upper edges exclusive, canvas pixels); ``classes`` lists each object's acceptable ImageNet indices."""
+
+    images: torch.Tensor
+    boxes: list[dict[str, list[int]]]
+    classes: dict[str, list[int]]
+
+
+def _object_patches() -> tuple[dict[str, "Image.Image"], dict[str, list[int]]]:
+    from camlab.images import load_image
+
+    patches, classes = {}, {}
+    for key, (photo, object_name) in COMPOSITE_OBJECTS.items():
+        entry = next(e for e in bundled_boxes(photo) if e["name"] == object_name)
+        patches[key] = load_image(photo).crop(tuple(int(v) for v in entry["boxes"][0]))
+        classes[key] = list(entry["classes"])
+    return patches, classes
+
+
+def _background(generator: torch.Generator, size: int) -> torch.Tensor:
+    """A smooth random colour field with mild pixel noise: texture that carries no ImageNet object."""
+    coarse = torch.rand(3, 4, 4, generator=generator) * 0.5 + 0.25
+    field = torch.nn.functional.interpolate(coarse[None], size=(size, size), mode="bicubic", align_corners=False)[0]
+    return (field + 0.04 * torch.randn(3, size, size, generator=generator)).clamp(0, 1)
+
+
+def _place(generator: torch.Generator, shapes: list[tuple[int, int]], size: int, gap: int) -> list[list[int]]:
+    """Boxes for patches of ``shapes`` (h, w) at random positions, side by side in random order with at least
+    ``gap`` pixels between them, each inside the canvas."""
+    order = torch.randperm(len(shapes), generator=generator).tolist()
+    free = size - sum(w for _, w in shapes) - gap * (len(shapes) - 1)
+    if free < 0:
+        raise ValueError(f"objects of widths {[w for _, w in shapes]} with a {gap}-px gap do not fit in {size} px")
+    cuts = sorted(int(v) for v in torch.randint(0, free + 1, (len(shapes),), generator=generator))
+    boxes: list[list[int]] = [[] for _ in shapes]
+    x = 0
+    for rank, index in enumerate(order):
+        h, w = shapes[index]
+        x0 = x + (cuts[rank] - (cuts[rank - 1] if rank else 0))
+        y0 = int(torch.randint(0, size - h + 1, (1,), generator=generator))
+        boxes[index] = [x0, y0, x0 + w, y0 + h]
+        x = x0 + w + gap
+    return boxes
+
+
+def composite_scenes(n: int = 100, seed: int = 0, size: int = 224, gap: int = 8) -> Composites:
+    """``n`` seeded scenes, each one cat and one espresso cup cut from the bundled photos along their hand-checked
+    boxes, resized so the long side is in :data:`COMPOSITE_SIZES` (aspect kept), mirrored at random, and pasted
+    side by side (random order and height, ``gap`` px apart) on a smooth random background. Every pasted patch is
+    exactly its object's box, so the boxes are known without annotation."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive number of scenes, got {n!r}")
+    if size < 2 * COMPOSITE_SIZES[1]:
+        raise ValueError(f"size must be at least {2 * COMPOSITE_SIZES[1]} px to hold two objects side by side, "
+                         f"got {size}")
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    patches, classes = _object_patches()
+    generator = torch.Generator().manual_seed(seed)
+    images, all_boxes = [], []
+    for _ in range(n):
+        canvas, resized = _background(generator, size), {}
+        for key, patch in patches.items():
+            side = int(torch.randint(COMPOSITE_SIZES[0], COMPOSITE_SIZES[1] + 1, (1,), generator=generator))
+            scale = side / max(patch.size)
+            image = patch.resize((round(patch.width * scale), round(patch.height * scale)), Image.Resampling.LANCZOS)
+            resized[key] = ImageOps.mirror(image) if torch.rand(1, generator=generator) < 0.5 else image
+        boxes = _place(generator, [(p.height, p.width) for p in resized.values()], size, gap)
+        for (key, image), (x0, y0, x1, y1) in zip(resized.items(), boxes):
+            pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+            canvas[:, y0:y1, x0:x1] = pixels
+        images.append(canvas)
+        all_boxes.append(dict(zip(resized, boxes)))
+    return Composites(torch.stack(images), all_boxes, classes)
+
+
+def composite_set(model: nn.Module, n: int = 100, seed: int = 0, steps: int = 28, sanity: int = 16) -> EvalSet:
+    """:func:`composite_scenes` as an evaluation set, two samples per scene: the cat explained for its most
+    probable acceptable class (ground truth: the cat's box) and the espresso cup likewise (the cup's box), so a map
+    that ignores the class cannot follow the class to its object. Inputs are the scenes resized to the model."""
+    from camlab.models import preprocess
+
+    scenes = composite_scenes(n, seed)
+    x = preprocess(scenes.images, model)
+    size = tuple(x.shape[-2:])
+    scale = (size[1] / scenes.images.shape[-1], size[0] / scenes.images.shape[-2])
+    probs = metrics._common.probabilities(model, x)
+    xs, targets, boxes, image_of, image_boxes = [], [], [], [], []
+    for key, acceptable in scenes.classes.items():
+        for index in range(n):
+            x0, y0, x1, y1 = scenes.boxes[index][key]
+            box = [x0 * scale[0], y0 * scale[1], x1 * scale[0], y1 * scale[1]]
+            targets.append(max(acceptable, key=lambda c: float(probs[index, c])))
+            boxes.append([box])
+            image_of.append(index)
+    for index in range(n):
+        per_class: dict[int, list] = {}
+        for key, acceptable in scenes.classes.items():
+            x0, y0, x1, y1 = scenes.boxes[index][key]
+            for c in acceptable:
+                per_class[c] = [[x0 * scale[0], y0 * scale[1], x1 * scale[0], y1 * scale[1]]]
+        image_boxes.append(per_class)
+    picked = torch.linspace(0, 2 * n - 1, min(sanity, 2 * n)).round().long().unique().tolist() if sanity else []
+    return EvalSet("composites", model, None, torch.cat([x, x]), targets, metrics.gt_masks(boxes, 2 * n, size),
+                   image_of, image_boxes, tolerance=round(15 * size[-1] / 224), steps=steps, sanity_samples=picked,
+                   threshold=0.15, notes=[f"{n} composite scenes (seed {seed}): a cat and an espresso cup each"])

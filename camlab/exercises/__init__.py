@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from camlab.exercises._checking import NOT_DONE, CheckResult, ExerciseFailed, close, run_check, with_weights
+from camlab.exercises._checking import (NOT_DONE, CheckResult, ExerciseFailed, cases_from_seed, close, run_check,
+                                        with_weights)
 
-__all__ = ["NOT_DONE", "CheckResult", "ExerciseFailed", "close", "run_check", "with_weights"]
+__all__ = ["NOT_DONE", "CheckResult", "ExerciseFailed", "cases_from_seed", "close", "run_check", "with_weights"]
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name.startswith("ch"):

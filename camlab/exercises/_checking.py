@@ -78,6 +78,14 @@ def cases_for(name: str, visible: list, hidden: list | None) -> tuple[str, list]
     return (name, visible) if hidden is None else (f"{name} (hidden cases)", list(hidden))
 
 
+def cases_from_seed(seed: int, make: Callable[[torch.Generator], tuple[tuple, object]], count: int) -> list:
+    """``count`` cases ``(args, expected)`` from ``make(generator)``, with a generator seeded by ``seed`` (a student's
+    ``STUDENT_SEED`` or the grader's ``HIDDEN_SEED``): the same seed gives the same cases on every machine, another
+    seed other cases; the global random state is untouched."""
+    generator = torch.Generator().manual_seed(int(seed))
+    return [make(generator) for _ in range(count)]
+
+
 def _report(result: CheckResult) -> CheckResult:
     mark = "✅ PASS" if result.passed else ("⏳" if result.message.startswith(NOT_DONE) else "❌ FAIL")
     print(f"{mark} {result.name}: {result.message}")

@@ -84,6 +84,19 @@ def _borrowed(cls) -> str | None:
     return None
 
 
+def own_channel_weights(cls, activations, gradients):
+    """``cls``'s own ``channel_weights`` on one case, after checking that it is a class that computes its own
+    weights and keeps the explainer contract (``camlab course grade`` runs this next to the student's class)."""
+    if not isinstance(cls, type):
+        raise TypeError(f"pass the class itself (e.g. MyCAM), not an instance of {type(cls).__name__}")
+    reason = _borrowed(cls)
+    if reason:
+        raise TypeError(reason)
+    _check_contract(cls)
+    model, _ = _model_and_inputs()
+    return cls(model, layer="features").channel_weights(activations.clone(), gradients.clone())
+
+
 def check_custom_method(cls, task: str = "xgradcam", hidden: list | None = None) -> CheckResult:
     """``cls`` is your subclass of ``camlab.GradientMethod`` overriding ``channel_weights(activations, gradients)``
     (both (N,K,h,w)) to return (N,K) weights. The check calls your ``channel_weights`` on worked examples of the
@@ -94,14 +107,9 @@ def check_custom_method(cls, task: str = "xgradcam", hidden: list | None = None)
     name, cases = cases_for(f"custom method ({task})", visible, hidden)
 
     def weights(activations, gradients):
-        if not isinstance(cls, type):
-            raise TypeError(f"pass the class itself (e.g. MyCAM), not an instance of {type(cls).__name__}")
-        reason = _borrowed(cls)
-        if reason:
-            raise TypeError(reason)
-        _check_contract(cls)
-        model, _ = _model_and_inputs()
-        return cls(model, layer="features").channel_weights(activations.clone(), gradients.clone())
+        if hasattr(cls, "apply") and not isinstance(cls, type):  # the grader's stand-in for a sandboxed class
+            return cls.apply("camlab.exercises.ch08:own_channel_weights", activations, gradients)
+        return own_channel_weights(cls, activations, gradients)
 
     return run_check(
         name, weights, cases,

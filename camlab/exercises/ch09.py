@@ -1,6 +1,11 @@
-"""Checks for chapter 09 (CAM on Vision Transformers): tokens to a grid, one step of attention rollout."""
+"""Checks for chapter 09 (CAM on Vision Transformers): tokens to a grid, one step of attention rollout, one step of
+Chefer's relevance, and an experiment on a per-student set of scenes (does rollout's ``discard_ratio`` move its
+peak?)."""
 from __future__ import annotations
 
+from functools import partial
+
+import numpy as np
 import torch
 
 from camlab.exercises._checking import CheckResult, cases_for, run_check
@@ -21,9 +26,9 @@ def check_tokens_to_grid(student, hidden: list | None = None) -> CheckResult:
     name, cases = cases_for("tokens to grid", TOKENS_TO_GRID, hidden)
     return run_check(
         name, student, cases,
-        hint="drop the prefix tokens (tokens[:, P:]), reshape to (N, h, w, C) — rows first, since the patches are "
-             "stored row by row — and only then move the channels to the front with permute(0, 3, 1, 2); "
-             "reshape(N, C, h, w) directly mixes channels and positions")
+        hint="leave out the prefix tokens, lay the rest out on the grid with the channel dimension still last (the "
+             "patches are stored row by row), and only then move the channels to the front; reshaping straight to "
+             "channels-first mixes channels and positions")
 
 
 #: worked example: two heads of one image with T = 2 tokens. Their mean is [[.5, .5], [.5, .5]]; + I gives
@@ -40,5 +45,78 @@ def check_rollout_step(student, hidden: list | None = None) -> CheckResult:
     name, cases = cases_for("rollout step", ROLLOUT_STEP, hidden)
     return run_check(
         name, student, cases,
-        hint="average the heads (dim 1), add the identity (the residual connection), divide every row by its sum, "
-             "and multiply this block's matrix ON THE LEFT of the earlier product: layer @ rolled")
+        hint="average over the heads, add the identity (the residual connection), make every row sum to 1 again, "
+             "and put this block's matrix to the LEFT of the earlier product (later blocks act last)")
+
+
+#: worked example: two heads, two tokens. Head 1: A = [[.5, .5], [1, 0]], dA = [[2, 2], [1, 0]], product
+#: [[1, 1], [1, 0]]. Head 2: A = .5 everywhere, dA = [[-2, 2], [2, 2]], product [[-1, 1], [1, 1]], positive part
+#: [[0, 1], [1, 1]]. Abar = mean of the positive parts = [[.5, 1], [1, .5]] (the positive part of the mean would give
+#: 0 at [0, 0]). With the earlier relevance R = [[2, 0], [0, 3]]: Abar R = [[1, 3], [2, 1.5]], and
+#: R + Abar R = [[3, 3], [2, 4.5]] (R + R Abar, the wrong order, would give [[3, 2], [3, 4.5]]).
+RELEVANCE_STEP = [((torch.tensor([[[[.5, .5], [1., 0.]], [[.5, .5], [.5, .5]]]]),
+                    torch.tensor([[[[2., 2.], [1., 0.]], [[-2., 2.], [2., 2.]]]]),
+                    torch.tensor([[[2., 0.], [0., 3.]]])),
+                   torch.tensor([[[3., 3.], [2., 4.5]]]))]
+
+
+def check_relevance_step(student, hidden: list | None = None) -> CheckResult:
+    r"""``student(attention, gradients, relevance) -> (N, T, T)``: one block of Chefer, Gur & Wolf's relevance
+    (ICCV 2021, Eqs. 5-6), :math:`R + \bar A R` with :math:`\bar A = \mathrm{mean}_h[(\nabla A \odot A)^+]`, from
+    the block's (N, heads, T, T) attention probabilities and their gradients and the (N, T, T) relevance so far."""
+    name, cases = cases_for("relevance step", RELEVANCE_STEP, hidden)
+    return run_check(
+        name, student, cases,
+        hint="weight each attention probability by its gradient, keep the positive part of each head's product "
+             "BEFORE averaging over the heads, multiply the earlier relevance by that matrix from the left, and add "
+             "the earlier relevance itself (the residual term, no renormalisation)")
+
+
+#: the experiment's protocol: scenes per seed, and rollout's discard ratio
+DISCARD_SCENES, DISCARD_RATIO = 120, 0.9
+
+
+def discard_effect_reference(model, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The experiment done right: ``make_scenes(120, seed=seed)``, rollout maps of ``model`` with and without
+    ``discard_ratio=0.9``, each scored by :func:`camlab.analysis.peak_in_boxes` against the object's box; returns
+    (with discarding, without), one value per scene."""
+    from camlab.analysis import peak_in_boxes
+    from camlab.lab import make_scenes
+    from camlab.preprocessing import preprocess
+    from camlab.rollout import attention_rollout
+
+    scenes = make_scenes(DISCARD_SCENES, seed=seed)
+    x = preprocess(scenes.images, model)
+    return (peak_in_boxes(attention_rollout(model, x, discard_ratio=DISCARD_RATIO), scenes.boxes),
+            peak_in_boxes(attention_rollout(model, x), scenes.boxes))
+
+
+def _same_experiment(actual, expected) -> bool:
+    """Two per-scene arrays of the right length whose means are within 2 scenes of the reference's (another way
+    of locating the peak, e.g. without rounding, may settle a near-tie differently)."""
+    reference = expected()
+    try:
+        arrays = [np.asarray(values, dtype=np.float64) for values in actual]
+    except (TypeError, ValueError):
+        return False
+    return (len(arrays) == 2 and all(a.shape == (DISCARD_SCENES,) for a in arrays)
+            and all(abs(a.mean() - r.mean()) <= 2 / DISCARD_SCENES + 1e-9 for a, r in zip(arrays, reference)))
+
+
+def check_discard_effect(student, seed: int, hidden: list | None = None) -> CheckResult:
+    """``student(model, seed) -> (with_discard, without)``: on ``make_scenes(120, seed=seed)``, the per-scene
+    pointing score (:func:`camlab.analysis.peak_in_boxes`, the object's box) of ``lab_vit``'s rollout with
+    ``discard_ratio=0.9`` and without. ``seed`` is the student's own (``STUDENT_SEED``); ``hidden`` lists further
+    seeds, so that an answer copied from another student, or typed in, fails. The reference is recomputed for each
+    seed, and only after the student's function has returned."""
+    from camlab.models import load_model
+
+    model = load_model("lab_vit")
+    seeds = [seed] if hidden is None else [int(s) for s in hidden]
+    cases = [((model, s), partial(discard_effect_reference, model, s)) for s in seeds]
+    name = "discard experiment" if hidden is None else "discard experiment (hidden seeds)"
+    return run_check(
+        name, student, cases, compare=_same_experiment,
+        hint="draw the scenes with the seed you are given, preprocess them for the model, compute rollout twice "
+             "(with the discard ratio and without), score each map's peak against each scene's box, and return the "
+             "two per-scene arrays, the one with discarding first")

@@ -20,8 +20,11 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from camlab.hooks import last_spatial_layer, preserved_state, resolve_layer
+from camlab.hooks import check_hookable, preserved_state, resolve_layer
+from camlab.layouts import last_spatial_layer
 from camlab.maps import scale, upsample
+from camlab.methods import _augment
+from camlab.methods._projection import first_component
 from camlab.methods.checks import LOW_PRECISION, check_finite, check_input, check_model_input  # noqa: F401
 from camlab.methods.forward import ForwardPass, LayerOutput, capture, check_feature_map  # noqa: F401 (public here)
 from camlab.methods.registry import METHODS, register  # noqa: F401 (public here)
@@ -87,21 +90,47 @@ class LayerMethod(Explainer):
     (N,C,h,w) feature map, e.g. ``lambda t: t[:, 1:].reshape(t.shape[0], 14, 14, -1).permute(0, 3, 1, 2)`` for a
     ViT's tokens. Without it camlab reads NCHW maps, channels-last (NHWC) maps and timm ViT tokens by itself, and
     raises an error for any output whose layout it cannot decide for certain (:mod:`camlab.layouts`).
+
+    Two options of every layer method, as pytorch-grad-cam's ``aug_smooth`` and ``eigen_smooth``:
+
+    * ``eigen_smooth=True``: the map is the first principal component score of the weighted activations
+      :math:`w_k \\odot A^k` (N,K,h,w) instead of their sum over the channels,
+      :math:`L = \\mathrm{ReLU}\\big((O - \\bar O)\\, v_1\\big)` with :math:`O` the (hw x K) matrix of :math:`w_k \\odot A^k`,
+      :math:`\\bar O` its per-channel mean over the positions and :math:`v_1` the first right singular vector of
+      :math:`O - \\bar O` (:func:`camlab.methods._projection.first_component`). The option has no paper: camlab follows
+      pytorch-grad-cam's ``get_2d_projection``, centring included (without it the first direction of signed weighted
+      activations is close to their mean and the map comes out one-signed: all zero after ReLU on random resnet18's
+      layer4, measured), and fixes the sign the peer leaves to numpy's SVD: the projection correlates positively with
+      the unsmoothed map :math:`\\sum_k w_k A^k`. Where the peer's SVD returns the other sign its map is inverted.
+    * ``aug_smooth=True``: the mean of the maps of 6 augmented inputs (horizontal flip x intensity 0.9 / 1 / 1.1),
+      each mapped back (:mod:`camlab.methods._augment`).
     """
+
+    #: whether the map already is a first principal component (Eigen-CAM, Eigen-Grad-CAM, KPCA-CAM): ``eigen_smooth``
+    #: is implied there, and accepted without changing the map
+    principal: ClassVar[bool] = False
 
     #: whether ``weights`` needs d score / d activations
     uses_gradients: ClassVar[bool] = True
+    #: whether ``weights`` also needs the Hessian-vector products :math:`H A` (``forward.hessian_products``)
+    uses_hessian: ClassVar[bool] = False
     #: whether ``layer`` may be a list of layers (then :meth:`fuse` combines their maps)
     multi_layer: ClassVar[bool] = False
     #: whether the map depends on ``target`` (Eigen-CAM's does not: its pass never reads the model's output)
     uses_target: ClassVar[bool] = True
 
-    def __init__(self, model: nn.Module, layer=None, *, relu: bool = True, reshape_transform=None):
+    def __init__(self, model: nn.Module, layer=None, *, relu: bool = True, reshape_transform=None,
+                 aug_smooth: bool = False, eigen_smooth: bool = False):
         super().__init__(model)
+        check_hookable(model)
         if reshape_transform is not None and not callable(reshape_transform):
             raise TypeError("reshape_transform must be a callable mapping the layer's output to (N,C,h,w), not "
                             f"{type(reshape_transform).__name__}")
+        for option, value in (("aug_smooth", aug_smooth), ("eigen_smooth", eigen_smooth)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{option} must be True or False, not {type(value).__name__} {value!r}")
         self.relu, self.reshape_transform = relu, reshape_transform
+        self.aug_smooth, self.eigen_smooth = aug_smooth, eigen_smooth
         self._layers: list[tuple[str, nn.Module]] | None = None
         if isinstance(layer, (list, tuple)):
             self._layers = self._layer_list(layer)
@@ -157,14 +186,16 @@ class LayerMethod(Explainer):
         handed to the method in float32 (a weighted sum over hundreds of channels overflows float16's 65504), so the
         maps of a half-precision model are float32."""
         forward = capture(self.model, x, target, self.resolve_layers(x), differentiable=self.uses_gradients,
-                          scored=self.uses_target, reshape_transform=self.reshape_transform)
+                          scored=self.uses_target, reshape_transform=self.reshape_transform,
+                          second_order=self.uses_hessian)
         for layer in forward.layers:
             check_finite(layer.activations, f"the activations of layer {layer.name!r}")
         if forward.layers[0].activations.dtype not in LOW_PRECISION:
             return forward
         return replace(forward, layers=tuple(
             replace(layer, activations=layer.activations.float(),
-                    gradients=None if layer.gradients is None else layer.gradients.float())
+                    gradients=None if layer.gradients is None else layer.gradients.float(),
+                    hessian_products=None if layer.hessian_products is None else layer.hessian_products.float())
             for layer in forward.layers))
 
     def weights(self, forward: ForwardPass) -> torch.Tensor:
@@ -172,8 +203,11 @@ class LayerMethod(Explainer):
         raise NotImplementedError(f"{type(self).__name__} must define weights(forward) (or channel_weights)")
 
     def layer_map(self, forward: ForwardPass) -> torch.Tensor:
-        """(N,h,w) :math:`\\sum_k w_k \\odot A^k` for one layer, before ReLU ((N,d,h,w) for a 3-D input)."""
+        """(N,h,w) :math:`\\sum_k w_k \\odot A^k` for one layer, before ReLU ((N,d,h,w) for a 3-D input); with
+        ``eigen_smooth`` the projection of :math:`w_k \\odot A^k` on its first principal direction instead."""
         weights = self.weights(forward).to(forward.activations.dtype)  # e.g. CAM's float16 classifier weights
+        if self.eigen_smooth and not self.principal:
+            return first_component(weighted_activations(weights, forward.activations))
         if weights.ndim == 2:
             return torch.einsum("nk,nk...->n...", weights, forward.activations)
         return (weights * forward.activations).sum(dim=1)
@@ -187,9 +221,23 @@ class LayerMethod(Explainer):
         maps = [self.layer_map(forward.at(i)) for i in range(len(forward.layers))]
         return maps[0] if len(maps) == 1 else self.fuse(maps, forward)
 
+    def __call__(self, x: torch.Tensor, target: Target = None, raw: bool = False) -> torch.Tensor:
+        if not self.aug_smooth:
+            return super().__call__(x, target, raw)
+        x = self.checked_input(x)
+        with preserved_state(self.model):
+            return _augment.smoothed(self, x, target, raw)
+
     def __repr__(self) -> str:
         layers = self.layer_names if len(self.layer_names) > 1 else self.layer_name
         return f"{type(self).__name__}(model={type(self.model).__name__}, layer={layers!r})"
+
+
+def weighted_activations(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+    """(N,K,*spatial) :math:`w_k \\odot A^k` for (N,K) channel weights or (N,K,*spatial) per-position weights."""
+    if weights.ndim == 2:
+        return weights.reshape(*weights.shape, *[1] * (activations.ndim - 2)) * activations
+    return weights * activations
 
 
 def signed_display(images: torch.Tensor) -> torch.Tensor:

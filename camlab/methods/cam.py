@@ -19,6 +19,15 @@ def _is_logits(linear_output: torch.Tensor, output) -> bool:
     return linear_output.shape == logits.shape and torch.allclose(linear_output, logits, rtol=1e-4, atol=1e-5)
 
 
+def _is_linear_map(module: nn.Module) -> bool:
+    """An ``nn.Linear``, or an ``nn.Conv2d`` that is one on a (N,K,1,1) input: 1×1 kernel, one group, no padding,
+    no dilation effect."""
+    if isinstance(module, nn.Linear):
+        return True
+    return (isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.groups == 1
+            and module.padding in ((0, 0), "valid"))
+
+
 @register("cam")
 class CAM(LayerMethod):
     r"""CAM (Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016).
@@ -31,35 +40,39 @@ class CAM(LayerMethod):
 
     The paper's map is signed; camlab applies ReLU like every other method (``relu=False`` gives :math:`M^c`).
     ``layer=None`` takes the last spatial layer, which must be the one whose average feeds the classifier.
-    CAM needs that GAP + linear head: on other models (VGG16's flatten + fully connected head) use Grad-CAM,
-    which generalises CAM to any differentiable head.
+    The classifier may be an ``nn.Linear`` or a 1×1 ``nn.Conv2d`` applied to the pooled (N,K,1,1) map (as in
+    torchcam's tests): both are :math:`y = W \bar A + b`. CAM needs that GAP + linear head: on other models
+    (VGG16's flatten + fully connected head) use Grad-CAM, which generalises CAM to any differentiable head.
     """
 
     uses_gradients = False
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
-                 reshape_transform=None):
-        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform)
-        self.classifier: nn.Linear | None = None
+                 reshape_transform=None, aug_smooth: bool = False,
+                 eigen_smooth: bool = False):
+        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform,
+                         aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+        self.classifier: nn.Module | None = None
         if getattr(model, "camlab", None) is not None:
             self.find_classifier(dummy_input(model))
 
-    def find_classifier(self, x: torch.Tensor) -> nn.Linear:
-        """The GAP + linear head's ``nn.Linear``, found once (at construction for camlab models, else at the first
+    def find_classifier(self, x: torch.Tensor) -> nn.Module:
+        """The GAP + linear head's ``nn.Linear`` (or 1×1 ``nn.Conv2d``), found once (at construction for camlab models, else at the first
         call) by :meth:`_find_classifier` on ``x[:1]``."""
         if self.classifier is None:
             self.resolve_layers(x)
             self.classifier = self._find_classifier(x[:1])
         return self.classifier
 
-    def _find_classifier(self, x: torch.Tensor) -> nn.Linear:
-        """Find the ``nn.Linear`` whose input is the spatial mean of the layer's output and whose output is the
-        model's output, by one forward pass (on a seeded random input for camlab models, else the first image)."""
-        linear_io: dict[nn.Linear, tuple[torch.Tensor, torch.Tensor]] = {}
+    def _find_classifier(self, x: torch.Tensor) -> nn.Module:
+        """Find the linear map (``nn.Linear``, or a 1×1 ``nn.Conv2d`` on the pooled map) whose input is the spatial
+        mean of the layer's output and whose output is the model's output, by one forward pass (on a seeded random
+        input for camlab models, else the first image)."""
+        linear_io: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
         captured: list[torch.Tensor] = []
         handles = [self.layer.register_forward_hook(lambda m, i, o: captured.append(o.detach().clone()))]
         for module in self.model.modules():
-            if isinstance(module, nn.Linear):
+            if _is_linear_map(module):
                 handles.append(module.register_forward_hook(
                     lambda m, i, o: linear_io.__setitem__(m, (i[0].detach(), o.detach()))))
         try:
@@ -76,7 +89,7 @@ class CAM(LayerMethod):
                 pooled is not None
                 and inputs.reshape(pooled.shape[0], -1).shape == pooled.shape
                 and torch.allclose(inputs.reshape(pooled.shape), pooled, rtol=1e-4, atol=1e-5)
-                and _is_logits(outputs, output)
+                and _is_logits(outputs.reshape(outputs.shape[0], -1), output)
             ):
                 return linear
         raise ValueError(
@@ -88,4 +101,5 @@ class CAM(LayerMethod):
         )
 
     def weights(self, forward: ForwardPass) -> torch.Tensor:
-        return self.find_classifier(forward.inputs).weight.detach()[forward.class_indices()]
+        weight = self.find_classifier(forward.inputs).weight.detach()
+        return weight.reshape(weight.shape[0], -1)[forward.class_indices()]

@@ -29,6 +29,7 @@ class EigenCAM(LayerMethod):
     uses_gradients = False
     uses_target = False
     volumetric = True
+    principal = True  # eigen_smooth is implied: the map already is the first principal component
 
     def weights(self, forward: ForwardPass) -> torch.Tensor:
         activations = forward.activations

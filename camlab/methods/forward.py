@@ -30,6 +30,9 @@ class LayerOutput:
     activations: torch.Tensor
     gradients: torch.Tensor | None
     layout: Layout | None = None
+    #: (N,K,h,w) the Hessian-vector product :math:`H A` of the score with respect to the activations (``None`` unless
+    #: the pass was run with ``second_order=True``)
+    hessian_products: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,12 @@ class ForwardPass:
     def gradients(self) -> torch.Tensor | None:
         """(N,K,h,w) d score / d activations, or ``None`` for gradient-free methods."""
         return self._single().gradients
+
+    @property
+    def hessian_products(self) -> torch.Tensor | None:
+        """(N,K,h,w) :math:`H A`, the Hessian of the score with respect to the activations times the activations
+        (``second_order`` passes only; ``None`` otherwise)."""
+        return self._single().hessian_products
 
     @property
     def layer_name(self) -> str:
@@ -97,11 +106,13 @@ def _off_path(what: str, names: list[str]) -> RuntimeError:
                         "auxiliary head); choose a layer on the path to the output (see camlab.layers(model))")
 
 
-def _gradients(target_scores: torch.Tensor, activations: list[torch.Tensor], names: list[str]) -> list[torch.Tensor]:
-    """d score / d activations; a layer the score does not depend on at all (no autograd path) is refused."""
+def _gradients(target_scores: torch.Tensor, activations: list[torch.Tensor], names: list[str],
+               create_graph: bool = False) -> list[torch.Tensor]:
+    """d score / d activations; a layer the score does not depend on at all (no autograd path) is refused.
+    ``create_graph`` keeps the gradients differentiable (for Hessian-vector products)."""
     found = [None] * len(activations)
     if target_scores.requires_grad:
-        found = torch.autograd.grad(target_scores.sum(), activations, allow_unused=True)
+        found = torch.autograd.grad(target_scores.sum(), activations, allow_unused=True, create_graph=create_graph)
     missing = [name for name, gradient in zip(names, found) if gradient is None]
     if missing:
         raise _off_path("the target score", missing)
@@ -165,7 +176,8 @@ def check_on_path(model: nn.Module, x: torch.Tensor, layers: list[tuple[str, nn.
 
 
 def capture(model: nn.Module, x: torch.Tensor, target: Target, layers: list[tuple[str, nn.Module]],
-            differentiable: bool, scored: bool = True, reshape_transform=None) -> ForwardPass:
+            differentiable: bool, scored: bool = True, reshape_transform=None,
+            second_order: bool = False) -> ForwardPass:
     """Run ``model`` on ``x`` with the ``(name, module)`` ``layers`` captured, starting with grad mode off so that only
     the layers after the first captured one build a graph; with ``differentiable`` also the gradients of the target
     score with respect to the captured activations. ``scored=False`` (a method that ignores the target) never reads
@@ -173,7 +185,8 @@ def capture(model: nn.Module, x: torch.Tensor, target: Target, layers: list[tupl
     when given, else recorded in this same pass, see :class:`camlab.layouts.LayoutReader`); the gradient with respect
     to that map is the layout applied to d score / d output (exact for layouts that select and rearrange entries, see
     :mod:`camlab.layouts`). Works inside ``torch.inference_mode()`` (the input is copied out of it). The caller
-    restores the model's state (:func:`camlab.hooks.preserved_state`)."""
+    restores the model's state (:func:`camlab.hooks.preserved_state`). ``second_order`` (with ``differentiable``) also
+    gives each layer's Hessian-vector product :math:`H A` (:func:`_hessian_products`)."""
     names = [name for name, _ in layers]
     verified = _ON_PATH.get(model, ())
     check = not differentiable and not all(module in verified for _, module in layers)
@@ -186,22 +199,55 @@ def capture(model: nn.Module, x: torch.Tensor, target: Target, layers: list[tupl
             output = model(x)
             activations = hooks.activations
             target_scores = scores(output, target, n=x.shape[0]) if scored or differentiable else None
-            gradients = _gradients(target_scores, activations, names) if differentiable else [None] * len(layers)
+            gradients = (_gradients(target_scores, activations, names, create_graph=second_order) if differentiable
+                         else [None] * len(layers))
         if check:  # after the hooks are gone, so that its NaN pass is neither captured nor recorded
             check_on_path(model, x, layers, activations, output)
-    outputs = tuple(_read_layers(names, reader.layouts(), activations, gradients, x, reshape_transform))
+        products = (_hessian_products(reader.layouts(), activations, gradients) if second_order
+                    else [None] * len(layers))
+        gradients = [None if g is None else g.detach() for g in gradients]
+    outputs = tuple(_read_layers(names, reader.layouts(), activations, gradients, products, x, reshape_transform))
     detached = None if target_scores is None else target_scores.detach()
     output = detach(output) if target_scores is not None else output  # untouched where the target is ignored
     return ForwardPass(x, output, detached, target, outputs, tuple(hooks.order))
 
 
-def _read_layers(names, layouts, activations, gradients, x: torch.Tensor, reshape_transform):
+def _hessian_products(layouts, activations: list[torch.Tensor], gradients: list[torch.Tensor]) -> list:
+    r"""Per layer, :math:`H_M M`: the Hessian of the score with respect to the layer's (N,C,h,w) map :math:`M`
+    times :math:`M`, exactly, by one more backward pass through the (``create_graph``) gradients. With the layout
+    :math:`M = L(R)` of the raw output :math:`R`, :math:`
+abla_M = L(
+abla_R)`, so the vector-Jacobian product of
+    :math:`L(
+abla_R)` with :math:`M` is :math:`H_R L^	op M` in raw space, and :math:`L` of it is
+    :math:`L H_R L^	op M = H_M M` (any layout; for NCHW :math:`L` is the identity). A layer whose gradient does not
+    depend on it (the score is linear in it) gets :math:`H M = 0`."""
+    products = []
+    with torch.enable_grad():
+        for layout, activation, gradient in zip(layouts, activations, gradients):
+            if layout is None or not gradient.requires_grad:  # not recorded (reported later), or a linear score
+                products.append(None if layout is None else torch.zeros_like(layout.to_map(activation.detach())))
+                continue
+            gradient_map = layout.to_map(gradient)
+            vector = layout.to_map(activation.detach())
+            try:
+                (product,) = torch.autograd.grad(gradient_map, activation, grad_outputs=vector, allow_unused=True)
+            except RuntimeError as error:  # an op without a second derivative in torch (e.g. hardsigmoid)
+                raise RuntimeError(f"this method needs second derivatives of the score, but torch cannot differentiate "
+                                   f"twice through the model after this layer ({error}); choose a later layer, after "
+                                   "that operation") from error
+            product = torch.zeros_like(activation) if product is None else product
+            products.append(layout.to_map(product.detach()))
+    return products
+
+
+def _read_layers(names, layouts, activations, gradients, products, x: torch.Tensor, reshape_transform):
     """Each captured layer's output (and gradient) read through its layout as a checked feature map."""
-    for name, layout, activation, gradient in zip(names, layouts, activations, gradients):
+    for name, layout, activation, gradient, product in zip(names, layouts, activations, gradients, products):
         if layout is None:
             raise RuntimeError(f"layer {name!r} ran in this pass but not in the pass camlab recorded layouts in "
                                "(input-dependent control flow?); pass reshape_transform to say how to read it")
         feature_map = check_map(name, layout.to_map(activation.detach()), x.shape[0], reshape_transform, x.ndim)
         if gradient is not None:
             gradient = check_map(name, layout.to_map(gradient), x.shape[0], reshape_transform, x.ndim)
-        yield LayerOutput(name, feature_map, gradient, layout)
+        yield LayerOutput(name, feature_map, gradient, layout, product)

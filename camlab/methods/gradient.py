@@ -141,8 +141,10 @@ class LayerCAM(GradientMethod):
     multi_layer = True
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | Sequence | None = None, *, relu: bool = True,
-                 reshape_transform=None, gamma: float = 2.0):
-        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform)
+                 reshape_transform=None, aug_smooth: bool = False,
+                 eigen_smooth: bool = False, gamma: float = 2.0):
+        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform,
+                         aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         self.gamma = gamma
 
     def weights(self, forward: ForwardPass) -> torch.Tensor:
@@ -181,8 +183,10 @@ class SmoothGradCAMPlusPlus(GradientMethod):
     """
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
-                 reshape_transform=None, n_samples: int = 8, noise_std: float = 0.15, seed: int = 0):
-        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform)
+                 reshape_transform=None, aug_smooth: bool = False,
+                 eigen_smooth: bool = False, n_samples: int = 8, noise_std: float = 0.15, seed: int = 0):
+        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform,
+                         aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         if n_samples < 1:
             raise ValueError(f"n_samples must be at least 1, got {n_samples}")
         if noise_std < 0:

@@ -29,8 +29,10 @@ class BatchedPerturbation(LayerMethod):
     uses_gradients = False
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
-                 reshape_transform=None, batch_size: int = 64, progress: bool = True):
-        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform)
+                 reshape_transform=None, aug_smooth: bool = False, eigen_smooth: bool = False,
+                 batch_size: int = 64, progress: bool = True):
+        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform,
+                         aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size, self.progress = batch_size, progress
@@ -107,10 +109,12 @@ class ScoreCAM(BatchedPerturbation):
     WEIGHTINGS = ("probability", "paper")
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
-                 reshape_transform=None, batch_size: int | None = None, progress: bool = True,
+                 reshape_transform=None, aug_smooth: bool = False, eigen_smooth: bool = False,
+                 batch_size: int | None = None, progress: bool = True,
                  weighting: str = "probability", fold: bool = True):
         # the base validates a fixed batch size; None (measure it) is ScoreCAM's own
         super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform,
+                         aug_smooth=aug_smooth, eigen_smooth=eigen_smooth,
                          batch_size=1 if batch_size is None else batch_size,
                          progress=progress)
         if weighting not in self.WEIGHTINGS:
@@ -161,9 +165,11 @@ class ScoreCAM(BatchedPerturbation):
         return model(masked.contiguous())
 
     def _masked_scores(self, model: nn.Module, image: torch.Tensor, channels: torch.Tensor, read,
-                       bar) -> torch.Tensor:
+                       bar, transform=None) -> torch.Tensor:
         """``read(output)`` of ``image`` (1,C,H,W) masked by each of ``channels`` (M,h,w), in batches: (M,) scores or
-        (M, classes) logits (3-D: (1,C,D,H,W) and (M,d,h,w), upsampled trilinearly)."""
+        (M, classes) logits (3-D: (1,C,D,H,W) and (M,d,h,w), upsampled trilinearly). ``transform(masks, start,
+        stop)``, when given, changes the normalised masks of channels ``start:stop`` before they multiply the image
+        (SS-CAM's noise, IS-CAM's scaling)."""
         size = tuple(image.shape[2:])
         ones = [1] * len(size)
         result: list[torch.Tensor] = []
@@ -173,6 +179,8 @@ class ScoreCAM(BatchedPerturbation):
             low = masks.flatten(1).amin(dim=1).view(-1, *ones)
             high = masks.flatten(1).amax(dim=1).view(-1, *ones)
             masks = ((masks - low) / (high - low)).to(image.dtype)
+            if transform is not None:
+                masks = transform(masks, start, stop)
             result.append(read(self._run_masked(model, image * masks[:, None])).to(channels.dtype))
             bar.update(stop - start)
 
@@ -190,7 +198,7 @@ class ScoreCAM(BatchedPerturbation):
         input, one masked pass per distinct mask (channels with identical maps share it)."""
         x, activations = forward.inputs.detach(), forward.activations
         work = [self._distinct_channels(activations[i]) for i in range(len(activations))]
-        total = sum(len(representatives) for _, representatives, _ in work)
+        total = sum(len(representatives) for _, representatives, _ in work) * self.passes_per_mask
         values = []
         with torch.inference_mode(), tqdm(total=total, desc="Score-CAM", unit="mask", disable=not self.progress,
                                           leave=False) as bar:
@@ -199,9 +207,18 @@ class ScoreCAM(BatchedPerturbation):
                 if not len(varying):
                     values.append((varying, None))
                     continue
-                unique = self._masked_scores(model, x[i:i + 1], activations[i, representatives], reads[i], bar)
+                unique = self._mask_values(model, x[i:i + 1], activations[i], representatives, reads[i], bar)
                 values.append((varying, unique[inverse]))
         return values
+
+    #: masked passes per distinct mask (SS-CAM and IS-CAM run several and average them)
+    passes_per_mask = 1
+
+    def _mask_values(self, model: nn.Module, image: torch.Tensor, activation: torch.Tensor,
+                     channels: torch.Tensor, read, bar) -> torch.Tensor:
+        """``read`` of ``image`` masked by each channel of ``activation`` (K,h,w) listed in ``channels``: one pass per
+        mask here; the step SS-CAM and IS-CAM override to average several perturbed passes."""
+        return self._masked_scores(model, image, activation[channels], read, bar)
 
     def weights(self, forward: ForwardPass) -> torch.Tensor:
         activations = forward.activations

@@ -5,9 +5,9 @@ documents), an explainer (``camlab.GradCAM(model)``, any callable ``(x, target) 
 the ground truth it needs, and returns plain Python numbers. Units: **fractions in [0, 1]** unless a docstring says
 otherwise (papers often print percent); correlations are in [-1, 1]. ``progress=True`` shows a tqdm bar.
 
-=============================  =========================================================  =====================
+============================== ========================================================== =====================
 metric                         paper                                                      better
-=============================  =========================================================  =====================
+============================== ========================================================== =====================
 :func:`localization_error`     Grad-CAM (ICCV 2017) Table 1, ILSVRC protocol               lower
 :func:`localization_sweep`     the same error (GT-known) at each box threshold             lower
 :func:`pointing_game`          Zhang et al. (ECCV 2016); Grad-CAM Sec. 5                   higher
@@ -18,7 +18,7 @@ metric                         paper                                            
 :func:`occlusion_correlation`  Grad-CAM (ICCV 2017) Sec. 5.3                               higher
 :func:`sanity_check`           Adebayo et al. (NeurIPS 2018)                               lower (after cascade)
 :func:`class_discrimination`   Grad-CAM (ICCV 2017) Sec. 5.1, measured with masks          higher
-=============================  =========================================================  =====================
+============================== ========================================================== =====================
 """
 from camlab.metrics._common import saliency, spearman
 from camlab.metrics.discrimination import class_discrimination, mass_inside

@@ -3,6 +3,7 @@ model probabilities, the model's normalisation (from its :class:`~camlab.modelin
 Targets are resolved by :func:`camlab.targets.class_indices`, as in the methods."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Union
 
@@ -21,7 +22,32 @@ from camlab.targets import class_indices, logits_of  # noqa: F401 (the metrics' 
 MapSource = Union[Callable[..., torch.Tensor], torch.Tensor, np.ndarray]
 
 
-def saliency(maps) -> torch.Tensor:
+class NaNMapError(ValueError):
+    """A map given to a metric holds NaN; :func:`refuses_nan_maps` adds the metric's name to the message."""
+
+    def __init__(self, image: int, metric: str = ""):
+        self.image, self.metric = image, metric
+        where = f"{metric}: " if metric else ""
+        super().__init__(f"{where}the map of image {image} contains NaN, and no metric of a NaN map means anything; "
+                         "check the explainer (a NaN in the model's output or in a target's score gives one) or "
+                         "replace the NaN before measuring")
+
+
+def refuses_nan_maps(metric: Callable) -> Callable:
+    """Decorator of a public metric: a NaN map anywhere inside it raises one :class:`NaNMapError` naming the metric
+    (the outermost one, when a metric calls another) and the image."""
+
+    @functools.wraps(metric)
+    def checked(*args, **kwargs):
+        try:
+            return metric(*args, **kwargs)
+        except NaNMapError as error:  # the outermost metric names itself (average_drop, not confidence_change)
+            raise NaNMapError(error.image, metric.__name__) from None
+
+    return checked
+
+
+def saliency(maps, offset: int = 0) -> torch.Tensor:
     """Maps as one float (N,H,W) saliency per image.
 
     (H,W) gets a batch dimension; (N,H,W) is kept; input-space maps (N,3,H,W) (gradient, guided backprop) become
@@ -31,13 +57,13 @@ def saliency(maps) -> torch.Tensor:
     maps = maps.detach() if isinstance(maps, torch.Tensor) else torch.as_tensor(maps, device="cpu")
     if not maps.dtype.is_floating_point:
         maps = maps.float()
-    if maps.ndim == 2:
-        return maps[None]
-    if maps.ndim == 3:
-        return maps
-    if maps.ndim == 4:
-        return maps.abs().amax(dim=1)
-    raise ValueError(f"maps must be (H,W), (N,H,W) or (N,3,H,W), got shape {tuple(maps.shape)}")
+    if maps.ndim not in (2, 3, 4):
+        raise ValueError(f"maps must be (H,W), (N,H,W) or (N,3,H,W), got shape {tuple(maps.shape)}")
+    maps = maps[None] if maps.ndim == 2 else maps
+    nan = torch.isnan(maps.reshape(maps.shape[0], -1)).any(dim=1)
+    if bool(nan.any()):
+        raise NaNMapError(offset + int(nan.nonzero()[0, 0]))
+    return maps.abs().amax(dim=1) if maps.ndim == 4 else maps
 
 
 def is_precomputed(explainer: MapSource) -> bool:
@@ -83,9 +109,9 @@ def compute_maps(explainer: MapSource, x: torch.Tensor, target, offset: int = 0)
         maps = saliency(explainer)[offset:offset + x.shape[0]]
     elif isinstance(explainer, InputMethod):
         # the raw gradient image: the display image maps zero to 0.5, which would turn |.| into nonsense
-        maps = saliency(explainer(x, target, raw=True))
+        maps = saliency(explainer(x, target, raw=True), offset)
     elif callable(explainer):
-        maps = saliency(explainer(x, target))
+        maps = saliency(explainer(x, target), offset)
     else:
         raise TypeError(
             "explainer must be an explainer (e.g. camlab.GradCAM(model)), a callable (x, target) -> maps, or a "

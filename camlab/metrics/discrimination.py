@@ -10,16 +10,17 @@ import torch
 from torch import nn
 
 from camlab.maps import safe_divide
-from camlab.metrics._common import MapSource, compute_maps, is_precomputed
+from camlab.metrics._common import MapSource, compute_maps, is_precomputed, refuses_nan_maps, saliency
 from camlab.metrics.localization import gt_masks
 
 
+@refuses_nan_maps
 def mass_inside(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """(N,) share of each (N,H,W) map's total value that lies inside the (N,H,W) bool mask, in [0, 1].
 
     Negative values are clipped to 0 first. A map with no mass (all zeros) has no preference, so it gets the
     share of a uniform map: the mask's area fraction (the chance level), never NaN."""
-    maps = maps.clamp_min(0).double()
+    maps = saliency(maps).clamp_min(0).double()
     masks = masks.to(maps.device).bool()
     total = maps.sum(dim=(1, 2))
     inside = (maps * masks).sum(dim=(1, 2))
@@ -27,6 +28,7 @@ def mass_inside(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return torch.where(total > 0, safe_divide(inside, total), area)
 
 
+@refuses_nan_maps
 def class_discrimination(model: nn.Module, x: torch.Tensor, explainer: MapSource, class_a, class_b,
                          mask_a, mask_b) -> dict[str, float]:
     """Share of each class's map mass inside its own object, for images holding an object of ``class_a`` (region

@@ -17,7 +17,7 @@ from torch import nn
 
 from camlab.maps import safe_divide, scale
 from camlab.metrics._common import (MapSource, batches, check_precomputed, compute_maps, on_cpu, probabilities,
-                                    saliency, spearman, to_image, to_input)
+                                    refuses_nan_maps, saliency, spearman, to_image, to_input)
 from camlab.targets import class_indices
 
 
@@ -46,6 +46,7 @@ def _masks(heat: torch.Tensor, mask: str, top_fraction: float, generator: torch.
     raise ValueError(f"mask must be 'soft' (x * M) or 'hard' (keep the top_fraction of pixels), got {mask!r}")
 
 
+@refuses_nan_maps
 def confidence_change(model: nn.Module, inputs, explainer: MapSource, target=None, *, mask: str = "soft",
                       top_fraction: float = 0.5, space: str = "image", batch_size: int = 32, seed: int = 0,
                       progress: bool = False) -> dict[str, float]:
@@ -99,6 +100,7 @@ def confidence_change(model: nn.Module, inputs, explainer: MapSource, target=Non
             "n": offset}
 
 
+@refuses_nan_maps
 def average_drop(model: nn.Module, inputs, explainer: MapSource, target=None, **options) -> float:
     """Average Drop (Grad-CAM++): the mean relative drop of the target class's probability when the image is
     masked by the map, a **fraction** in [0, 1] (lower is better). Options as :func:`confidence_change`
@@ -106,6 +108,7 @@ def average_drop(model: nn.Module, inputs, explainer: MapSource, target=None, **
     return confidence_change(model, inputs, explainer, target, **options)["average_drop"]
 
 
+@refuses_nan_maps
 def increase_in_confidence(model: nn.Module, inputs, explainer: MapSource, target=None, **options) -> float:
     """Increase in Confidence (Grad-CAM++): the share of images whose target-class probability rises when the image
     is masked by the map, a **fraction** in [0, 1] (higher is better). Options as :func:`confidence_change`."""
@@ -136,6 +139,7 @@ def _substrate(x: torch.Tensor, substrate, model: nn.Module) -> torch.Tensor:
     raise ValueError(f"substrate must be 'zeros', 'blur', 'black' or a tensor, got {substrate!r}")
 
 
+@refuses_nan_maps
 def causal_curve(model: nn.Module, inputs, explainer: MapSource, target=None, *, mode: str = "deletion",
                  steps: int = 100, substrate=None, batch_size: int = 64, seed: int = 0,
                  progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,6 +201,7 @@ def auc(curves: torch.Tensor) -> torch.Tensor:
     return (curves.sum(-1) - (curves[..., 0] + curves[..., -1]) / 2) / steps
 
 
+@refuses_nan_maps
 def deletion_auc(model: nn.Module, inputs, explainer: MapSource, target=None, *, steps: int = 100,
                  substrate="zeros", **options) -> float:
     """RISE deletion score: the mean area under the probability curve as the most salient pixels are removed
@@ -207,6 +212,7 @@ def deletion_auc(model: nn.Module, inputs, explainer: MapSource, target=None, *,
     return float(auc(curves).mean())
 
 
+@refuses_nan_maps
 def insertion_auc(model: nn.Module, inputs, explainer: MapSource, target=None, *, steps: int = 100,
                   substrate="blur", **options) -> float:
     """RISE insertion score: the mean area under the probability curve as the most salient pixels are put back
@@ -218,6 +224,7 @@ def insertion_auc(model: nn.Module, inputs, explainer: MapSource, target=None, *
 
 # --- occlusion correlation (Grad-CAM paper) -------------------------------------------------------------------
 
+@refuses_nan_maps
 def occlusion_correlation(maps, occlusion_maps) -> float:
     """Mean Spearman rank correlation, in [-1, 1], between each map and the occlusion-sensitivity map of the same
     image and class (the Grad-CAM paper's faithfulness test: 0.254 for Grad-CAM vs 0.168 for Guided Backprop on
@@ -229,6 +236,7 @@ def occlusion_correlation(maps, occlusion_maps) -> float:
     return float(np.mean([spearman(one, other) for one, other in zip(a, b)]))
 
 
+@refuses_nan_maps
 def occlusion_faithfulness(model: nn.Module, inputs, explainer: MapSource, target=None, *, batch_size: int = 8,
                            progress: bool = False, **occlusion_options) -> float:
     """:func:`occlusion_correlation` with the occlusion maps computed by ``camlab.METHODS["occlusion"]`` for the

@@ -16,7 +16,7 @@ from torch import nn
 
 from camlab.maps import safe_divide
 from camlab.metrics._common import (MapSource, batches, check_precomputed, compute_maps, is_precomputed, on_cpu,
-                                    probabilities, saliency)
+                                    probabilities, refuses_nan_maps, saliency)
 
 #: 8-connectivity: diagonal neighbours belong to the same segment (as OpenCV's contours and skimage's default)
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -40,6 +40,7 @@ def _box_of_one(heat: np.ndarray, threshold: float) -> tuple[int, int, int, int]
     return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
 
 
+@refuses_nan_maps
 def box_from_map(maps, threshold: float = 0.15):
     """The Grad-CAM paper's box: keep the pixels whose value is at least ``threshold`` times the map's maximum
     (15% in the paper), and draw the tight box around the largest 8-connected segment.
@@ -152,6 +153,7 @@ def gt_masks(ground_truth, n: int, size: tuple[int, int]) -> torch.Tensor:
 
 # --- localization error -----------------------------------------------------------------------------------------
 
+@refuses_nan_maps
 def localization_error(model: nn.Module, inputs, explainer: MapSource, labels=None, boxes=None, *,
                        top: Sequence[int] = (1, 5), threshold: float = 0.15, iou_threshold: float = 0.5,
                        batch_size: int = 32, progress: bool = False) -> dict[str, float]:
@@ -248,6 +250,7 @@ def _pointing_scores(maps: torch.Tensor, masks: torch.Tensor, tolerance: float) 
     return scores
 
 
+@refuses_nan_maps
 def pointing_game(maps, ground_truth=None, tolerance: float = 15, *, inputs=None, target=None,
                   batch_size: int = 32, progress: bool = False) -> float:
     """The pointing game (Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016): a hit when

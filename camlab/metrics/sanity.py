@@ -17,7 +17,7 @@ from torch import nn
 
 from camlab.hooks import preserved_state
 from camlab.methods.registry import builder
-from camlab.metrics._common import probabilities, saliency, spearman
+from camlab.metrics._common import probabilities, refuses_nan_maps, saliency, spearman
 from camlab.progress import progress_bar
 from camlab.targets import fixed
 
@@ -91,6 +91,7 @@ def _builder(method, layer, options) -> Callable[[nn.Module], Callable]:
     raise TypeError("method must be a name in camlab.METHODS, an explainer class, or a function model -> explainer")
 
 
+@refuses_nan_maps
 def sanity_check(model: nn.Module, x: torch.Tensor, method="gradcam", layer=None, target=None, *,
                  granularity: str = "blocks", layers: Sequence[str] | None = None, seed: int = 0,
                  return_maps: bool = False, progress: bool = False, **method_options):

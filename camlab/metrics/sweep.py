@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from camlab.metrics._common import saliency
+from camlab.metrics._common import refuses_nan_maps, saliency
 from camlab.metrics.localization import box_from_map, gt_boxes, iou
 
 __all__ = ["ThresholdSweep", "localization_sweep"]
@@ -47,6 +47,7 @@ class ThresholdSweep:
         return "\n".join(rows + [f"best {self.best:.2f} (n={self.correct.shape[1]})"])
 
 
+@refuses_nan_maps
 def localization_sweep(maps, boxes, thresholds: Sequence[float] = DEFAULT_THRESHOLDS, *,
                        iou_threshold: float = 0.5) -> ThresholdSweep:
     """Which images are localized at each box threshold.

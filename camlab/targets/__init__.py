@@ -121,7 +121,24 @@ def _called(function: Callable, output, n: int | None) -> torch.Tensor:
         got = f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
         raise ValueError(f"a callable target must return a tensor of shape ({'N' if n is None else n},) (one score "
                          f"per image), got {got}")
+    if not value.dtype.is_floating_point:
+        raise TypeError(f"the target {function!r} returned {value.dtype} scores: a score must be a float computed "
+                        "from the model's output (e.g. output[:, c], a logit), not a class index or a count")
+    if not value.requires_grad and any(t.requires_grad for t in tensors(output)):
+        raise ValueError(f"the target {function!r} returned scores that are not connected to the model's output "
+                         "(detached, or rebuilt with torch.tensor / .item()): compute the score from the output with "
+                         "torch operations so that it has a gradient")
     return value
+
+
+def _checked_scores(values: torch.Tensor, target) -> torch.Tensor:
+    """``values`` unless a score is NaN: then one error naming the image and the usual causes."""
+    nan = torch.isnan(values.detach())
+    if bool(nan.any()):
+        raise ValueError(f"the target's score of image {int(nan.nonzero()[0, 0])} is NaN (target {target!r}): a NaN "
+                         "in the model's output, in a target's mask or reference, or a log of 0; no map of a NaN "
+                         "score means anything")
+    return values
 
 
 def _each_image(output, items: list, one: Callable) -> torch.Tensor:
@@ -135,11 +152,11 @@ def scores(output, target: Target, n: int | None = None) -> torch.Tensor:
     output, or per image for a per-image list); ``n``, when given, the expected number of images."""
     kind, value = _resolve(target)
     if kind == "function":
-        return _called(value, output, n if n is not None else batch_size(output))
+        return _checked_scores(_called(value, output, n if n is not None else batch_size(output)), target)
     if _has_callable(kind, value):
         return _each_image(output, value, lambda alone, item: scores(alone, item, 1))
     logits = logits_of(output)
-    return logits.gather(1, class_indices(logits, target)[:, None])[:, 0]
+    return _checked_scores(logits.gather(1, class_indices(logits, target)[:, None])[:, 0], target)
 
 
 def probabilities_of(output, target: Target) -> torch.Tensor:

@@ -148,6 +148,8 @@ class SegmentationTarget:
         self.mask = _float_tensor(mask, "mask")
         if self.mask.ndim not in (2, 3) or self.mask.is_complex():
             raise ValueError(f"mask must be a real (H,W) or (N,H,W) array, got shape {tuple(self.mask.shape)}")
+        if not bool(torch.isfinite(self.mask).all()):
+            raise ValueError("mask contains NaN or infinity; use 0/1 (or finite weights) for every pixel")
 
     def _mask(self, dense: torch.Tensor) -> torch.Tensor:
         """The mask as (1 or N, H, W), checked against the (N,K,H,W) scores and the category."""
@@ -207,8 +209,10 @@ class DetectionTarget:
 
     def __init__(self, box, label, iou_threshold: float = 0.5, *, with_iou: bool = False):
         self.box = _float_tensor(box, "box").reshape(-1)
-        if self.box.shape != (4,) or not bool(self.box[2] > self.box[0]) or not bool(self.box[3] > self.box[1]):
-            raise ValueError(f"box must be (x0, y0, x1, y1) with x1 > x0 and y1 > y0, got {box!r}")
+        if (self.box.shape != (4,) or not bool(torch.isfinite(self.box).all()) or not bool(self.box[2] > self.box[0])
+                or not bool(self.box[3] > self.box[1])):
+            raise ValueError(f"box must be finite (x0, y0, x1, y1) pixel coordinates with x1 > x0 and y1 > y0, "
+                             f"got {box!r}")
         self.label = as_index(label, "label")
         if not 0 <= iou_threshold <= 1:
             raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
@@ -257,6 +261,8 @@ class EmbeddingTarget:
         self.reference = _float_tensor(reference, "reference").reshape(-1)
         if self.reference.numel() == 0 or self.reference.is_complex():
             raise ValueError("reference must be a non-empty real vector")
+        if not bool(torch.isfinite(self.reference).all()):
+            raise ValueError("reference contains NaN or infinity; give a finite embedding vector")
 
     def __call__(self, output) -> torch.Tensor:
         embedding = logits_of(output)
