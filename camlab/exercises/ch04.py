@@ -107,11 +107,13 @@ def check_threshold_experiment(student, seed: int, hidden: list | None = None) -
     """``student(seed) -> (threshold, localized)``: the threshold chosen on the validation scenes of the student's
     own ``seed`` (``STUDENT_SEED``) and the (100,) per-scene outcomes on the chapter's test scenes at that threshold
     (:func:`threshold_experiment_reference`); ``hidden`` lists further seeds. The reference is computed after the
-    student's function has returned."""
+    student's function has returned. The student builds the boxes with their own ``localization_box`` and ``iou``
+    (Exercises 1-2): while a submission is graded camlab's ``box_from_map`` and ``iou`` raise in its sandbox
+    (:data:`camlab.exercises.OWN_WORK`), so ``localization_sweep`` is not available to it."""
     seeds = [seed] if hidden is None else [int(s) for s in hidden]
     name = "threshold experiment" if hidden is None else "threshold experiment (hidden seeds)"
     return run_check(
         name, student, [((s,), s) for s in seeds], compare=_same_threshold_experiment,
-        hint="choose the threshold on make_scenes(100, seed=seed) only (the lowest GT-known error of "
-             "localization_sweep, the smallest threshold on ties), then apply that one threshold to the test scenes "
+        hint="choose the threshold on make_scenes(100, seed=seed) only (thresholds 0.05, 0.10, ..., 0.95; the lowest "
+             "GT-known error, the smallest threshold on ties), then apply that one threshold to the test scenes "
              "(seed 2024) and return it with the per-scene outcomes there")
