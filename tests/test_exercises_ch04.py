@@ -59,9 +59,16 @@ def _hit(heat, mask, tolerance, metric="euclidean"):
     return distance <= tolerance
 
 
-def test_pointing_hit_passes_euclidean_and_camlab_and_fails_chessboard_or_no_tolerance(check):
-    assert check("ch04_pointing_hit", _hit)
-    assert check("ch04_pointing_hit", lambda h, m, t: pointing_game(h[None], m[None], tolerance=t) == 1.0)
+def _share(heat, mask, tolerance):
+    """The share of the tied maxima that hit."""
+    distance = ndimage.distance_transform_edt(~mask)
+    return float((distance[heat == heat.max()] <= tolerance).mean())
+
+
+def test_pointing_hit_passes_tie_shares_and_camlab_and_fails_chessboard_no_tolerance_or_first_maximum(check):
+    assert check("ch04_pointing_hit", _share)
+    assert check("ch04_pointing_hit", lambda h, m, t: pointing_game(h[None], m[None], tolerance=t))
+    assert not check("ch04_pointing_hit", _hit)   # the first maximum in raster order only: wrong on ties
     assert not check("ch04_pointing_hit", lambda h, m, t: _hit(h, m, t, metric="chessboard"))
     assert not check("ch04_pointing_hit", lambda h, m, t: _hit(h, m, 0))
     swapped = lambda h, m, t: m[np.unravel_index(np.argmax(h), h.shape)[::-1]]  # noqa: E731 (x and y swapped)

@@ -56,17 +56,24 @@ POINTING_HIT = [((np.array([[0., 0., 0., 0., 0., 0.5], [0., 0., 0., 0., 0., 0.],
                     False),
                 ((np.array([[0., 0., 0., 0., 0., 0.5], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 1., 0.], [0., 0.,
                     0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.]]), POINTING_MASK.copy(), 2),
-                    True)]
+                    True),
+                # a tie: maxima at (0, 5), 3.16 px from the mask (first in raster order), and at (2, 3), 1 px from it:
+                # half of the tied maxima hit with tolerance 1
+                ((np.array([[0., 0., 0., 0., 0., 1.], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 1., 0., 0.], [0., 0.,
+                    0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.]]), POINTING_MASK.copy(), 1),
+                    0.5)]
 
 
 def check_pointing_hit(student, hidden: list | None = None) -> CheckResult:
-    """``student(heatmap, mask, tolerance) -> bool``: one round of the pointing game: does the map's maximum lie
-    within ``tolerance`` pixels (Euclidean) of the bool ``mask``? (Maps here have one maximum.)"""
+    """``student(heatmap, mask, tolerance) -> float``: one round of the pointing game, camlab's tie rule: the share
+    of the map's tied maxima that lie within ``tolerance`` pixels (Euclidean) of the bool ``mask`` (1.0 or 0.0 for a
+    single maximum)."""
     name, cases = cases_for("pointing_hit", POINTING_HIT, hidden)
-    return run_check(name, lambda h, m, t: bool(student(h, m, t)), cases,
-                     hint="find the row and column of the map's maximum; it hits when its Euclidean distance to the "
-                          "NEAREST mask pixel is at most the tolerance (inside the mask the distance is 0)",
-                     compare=lambda a, e: a == e)
+    return run_check(name, lambda h, m, t: float(student(h, m, t)), cases,
+                     hint="find every pixel equal to the map's maximum; each hits when its Euclidean distance to the "
+                          "NEAREST mask pixel is at most the tolerance (inside the mask the distance is 0); return "
+                          "the share of them that hit",
+                     compare=lambda a, e: abs(a - float(e)) < 1e-9)
 
 
 #: the threshold experiment's protocol: the chapter's test scenes, and the size of a validation set
