@@ -8,6 +8,7 @@ from camlab import findings, metrics, stats  # noqa: F401 (camlab.metrics.…, c
 from camlab.explain import explain
 from camlab.images import list_images, load_image
 from camlab.inspection import layers, predict
+from camlab.legrad import LeGrad
 from camlab.maps import scale, upsample
 from camlab.methods import *  # noqa: F401,F403  (every method class)
 from camlab.methods import METHODS, build, get_method
@@ -25,4 +26,5 @@ __all__ = [
     "imagenet_labels", "layers", "list_models", "load_model", "predict", "preprocess", "unnormalize",
     "overlay", "show", "BinaryTarget", "ClassTarget", "DetectionTarget", "EmbeddingTarget", "SegmentationTarget",
     *_method_names,
+    "LeGrad",
 ]

@@ -21,6 +21,8 @@ A ``reshape_transform`` that does not only select and rearrange entries cannot b
 """
 from __future__ import annotations
 
+import threading
+
 import torch
 from torch import nn
 
@@ -42,8 +44,10 @@ class ChannelAblation:
 
     def _scores(self, image: torch.Tensor, ablated: torch.Tensor, target, broadcast: bool) -> torch.Tensor:
         """Target scores of the model with the layer's output replaced by ``ablated`` (B,K,h,w) maps."""
-        def replace(module, inputs, output):
-            return self.layout.from_map(ablated, output)
+        thread = threading.get_ident()
+
+        def replace(module, inputs, output):  # only in this thread's pass: another thread's forward stays untouched
+            return self.layout.from_map(ablated, output) if threading.get_ident() == thread else None
 
         inputs = image if broadcast else image.expand(len(ablated), *image.shape[1:])
         handle = self.layer.register_forward_hook(replace)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from camlab.targets.outputs import map_tensors
+
 def check_hookable(model: nn.Module) -> None:
     """camlab reads layers through forward hooks, which TorchScript modules do not support: refuse them with what to
     do instead (before any layer advice, which would send the user looking for a layer that cannot work)."""
@@ -139,40 +141,53 @@ class ActivationCapture:
     first layer): it becomes a leaf of its own. Each layer
     passes a *copy* on into the network, so that in-place ops after it cannot modify what was stored. The forward
     pass can therefore start under ``torch.no_grad()``: nothing below the first layer builds an autograd graph.
-    Without ``differentiable`` the outputs are stored detached. The hooks live inside the ``with`` block only.
+    Without ``differentiable`` the outputs are stored detached. The hooks live inside the ``with`` block only and
+    see only the forward passes of the thread that entered it (another thread's plain forward pass on the same model
+    runs through them untouched).
 
     ``activations`` follows the order of ``modules``; ``order`` lists the indices of ``modules`` in the order they
     ran; ``activation`` is the output of a single hooked layer.
     """
 
-    def __init__(self, modules, differentiable: bool = False):
+    def __init__(self, modules, differentiable: bool = False, structured: bool = False):
         self.modules = list(modules) if isinstance(modules, (list, tuple)) else [modules]
-        self.differentiable = differentiable
+        self.differentiable, self.structured = differentiable, structured
         self.outputs: dict[int, list[torch.Tensor]] = {}
         self.order: list[int] = []
         self._handles: list = []
 
     def _hook(self, index: int):
         def hook(module, inputs, output):
-            if not isinstance(output, torch.Tensor):
+            if threading.get_ident() != self._thread:  # another thread's forward pass on the same model: not ours
+                return None
+            if not isinstance(output, torch.Tensor) and not self.structured:
                 raise TypeError(
                     f"the target layer returns {type(output).__name__}, not a tensor; choose a layer whose output is "
-                    "a (N,C,H,W) feature map (see camlab.layers(model))"
+                    "a (N,C,H,W) feature map (see camlab.layers(model)), or pass reshape_transform=... taking the "
+                    f"layer's {type(output).__name__} and returning one (N,C,h,w) tensor"
                 )
             self.order.append(index)
             stored = self.outputs.setdefault(index, [])
             if not self.differentiable:
-                stored.append(output.detach().clone())
+                stored.append(map_tensors(output, lambda tensor: tensor.detach().clone()))
                 return None
-            if (len(self.order) == 1 or not output.requires_grad) and output.is_floating_point():
-                # the first layer, or one outside the graph built so far (a parallel branch of a frozen model)
-                output = output.detach().requires_grad_(True)
-                torch.set_grad_enabled(True)
-            stored.append(output)
-            return output.clone()
+            first = len(self.order) == 1
+            kept = map_tensors(output, lambda tensor: self._kept(tensor, first))
+            stored.append(kept)
+            return map_tensors(kept, torch.Tensor.clone)
         return hook
 
+    @staticmethod
+    def _kept(tensor: torch.Tensor, first: bool) -> torch.Tensor:
+        """What a differentiable capture stores of one output tensor: a fresh leaf that requires grad for the first
+        layer, or for one outside the graph built so far (a parallel branch of a frozen model); else the tensor."""
+        if (first or not tensor.requires_grad) and tensor.is_floating_point():
+            tensor = tensor.detach().requires_grad_(True)
+            torch.set_grad_enabled(True)
+        return tensor
+
     def __enter__(self) -> "ActivationCapture":
+        self._thread = threading.get_ident()
         add_forward_hooks(self._handles, ((module, self._hook(index)) for index, module in enumerate(self.modules)))
         return self
 

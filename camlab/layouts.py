@@ -99,6 +99,10 @@ class Layout:
         """The inverse of :meth:`to_map`: a batch of B (changed) maps (B,C,h,w) put back into the layout of the
         layer's ``output`` (batch B, or batch 1 for B copies of one image); entries the map does not hold (prefix
         tokens) are taken from ``output``."""
+        if not isinstance(output, torch.Tensor):
+            raise ValueError(f"this method writes changed maps back into the layer's output, which camlab does for a "
+                             f"layer returning one tensor, not {type(output).__name__}; choose the module that "
+                             "produces the tensor your reshape_transform picks")
         b = maps.shape[0]
         if self.kind == NCHW:
             return maps

@@ -46,28 +46,38 @@ def attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 class AttentionCapture:
-    """Forward hooks on each attention module's ``q_norm`` / ``k_norm`` that keep (N, heads, T, d) queries and
+    r"""Forward hooks on each attention module's ``q_norm`` / ``k_norm`` that keep (N, heads, T, d) queries and
     keys; :meth:`attentions` recomputes the (N, heads, T, T) attention probabilities of every call, in call order.
     Use as a context manager: the hooks are removed on exit, also after an exception.
 
-    With ``gradients=True`` it also keeps each call's values (the output of ``qkv``) and, still in the autograd
+    With ``gradients=True`` it also keeps each call's values (from the output of ``qkv``) and, still in the autograd
     graph, the heads' outputs :math:`O = W V` (the input of the module's ``norm``, which timm applies right after
     the attention, an ``nn.Identity`` unless ``scale_norm``); :meth:`attention_gradients` turns the gradient of a
-    score with respect to :math:`O` into its gradient with respect to :math:`W` (used by :mod:`camlab.chefer`)."""
+    score with respect to :math:`O` into its gradient with respect to :math:`W` (used by :mod:`camlab.chefer`), and
+    :meth:`attention_gradient` does so for one call and its own score (used by :mod:`camlab.legrad`).
+
+    A batch-first self-attention ``nn.MultiheadAttention`` (torchvision's ``VisionTransformer``) is captured by one
+    forward hook instead: its queries, keys and values are recomputed from its input with ``in_proj_weight``, and
+    its output :math:`O W_o^\top + b_o` stays in the graph, so :math:`\partial s / \partial O` is the gradient
+    at that output times :math:`W_o`. Masks, added key/value biases and cross-attention are refused."""
 
     def __init__(self, modules: list[nn.Module], *, gradients: bool = False):
         self.modules = list(modules)
         self.gradients = gradients
-        self.queries: list[tuple[nn.Module, torch.Tensor]] = []
+        self.queries: list[tuple[float, torch.Tensor]] = []          # (scale, (N, heads, T, d) queries)
         self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
-        self.outputs: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []                         # (N, heads, T, d)
+        self.outputs: list[tuple[torch.Tensor, torch.Tensor | None]] = []   # (heads' output in the graph, W_o)
         self._handles: list = []
 
     def __enter__(self) -> "AttentionCapture":
         try:
             for attn in self.modules:
-                self._register(attn)
+                if isinstance(attn, nn.MultiheadAttention):
+                    self._handles.append(attn.register_forward_hook(
+                        lambda m, args, kwargs, out: self._torch_call(m, args, kwargs, out), with_kwargs=True))
+                else:
+                    self._register(attn)
         except BaseException:
             self.__exit__()
             raise
@@ -75,11 +85,26 @@ class AttentionCapture:
 
     def _register(self, attn: nn.Module) -> None:
         self._handles.append(attn.q_norm.register_forward_hook(
-            lambda _m, _i, out, attn=attn: self.queries.append((attn, out.detach()))))
+            lambda _m, _i, out, attn=attn: self.queries.append((attn.scale, out.detach()))))
         self._handles.append(attn.k_norm.register_forward_hook(lambda _m, _i, out: self.keys.append(out.detach())))
         if self.gradients:
-            self._handles.append(attn.qkv.register_forward_hook(lambda _m, _i, out: self.values.append(out.detach())))
-            self._handles.append(attn.norm.register_forward_pre_hook(lambda _m, inputs: self.outputs.append(inputs[0])))
+            self._handles.append(attn.qkv.register_forward_hook(
+                lambda _m, _i, out, attn=attn: self.values.append(_timm_values(out.detach(), attn.num_heads))))
+            self._handles.append(attn.norm.register_forward_pre_hook(
+                lambda _m, inputs: self.outputs.append((inputs[0], None))))
+
+    def _torch_call(self, attn: nn.MultiheadAttention, args: tuple, kwargs: dict, output) -> None:
+        query = _self_attention_input(attn, args, kwargs)
+        n, tokens, width = query.shape
+        heads = attn.num_heads
+        bias = None if attn.in_proj_bias is None else attn.in_proj_bias.detach()
+        projected = torch.nn.functional.linear(query.detach(), attn.in_proj_weight.detach(), bias)
+        q, k, v = (part.reshape(n, tokens, heads, width // heads).transpose(1, 2) for part in projected.chunk(3, -1))
+        self.queries.append(((width // heads) ** -0.5, q))
+        self.keys.append(k)
+        if self.gradients:
+            self.values.append(v)
+            self.outputs.append((output[0], attn.out_proj.weight.detach()))
 
     def __exit__(self, *exc) -> None:
         for handle in self._handles:
@@ -91,26 +116,68 @@ class AttentionCapture:
         if len(self.queries) != len(self.keys) or not self.queries:
             raise RuntimeError(f"captured {len(self.queries)} queries and {len(self.keys)} keys; the attention "
                                "modules were not called as timm's Attention calls q_norm and k_norm")
-        return [((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
-                for (attn, q), k in zip(self.queries, self.keys)]
+        return [((q * scale) @ k.transpose(-2, -1)).softmax(dim=-1) for (scale, q), k in zip(self.queries, self.keys)]
+
+    def _check_gradients(self) -> None:
+        if not self.gradients or len(self.outputs) != len(self.queries) or len(self.values) != len(self.queries):
+            raise RuntimeError(f"captured {len(self.queries)} attention calls but {len(self.values)} values and "
+                               f"{len(self.outputs)} head outputs; capture with gradients=True around one forward "
+                               "pass of modules that call qkv, q_norm, k_norm and norm as timm's Attention does")
+
+    def _weight_gradient(self, call: int, output_gradient: torch.Tensor) -> torch.Tensor:
+        n, heads, tokens, dim = self.queries[call][1].shape
+        out_weight = self.outputs[call][1]
+        if out_weight is not None:                                                       # dO = d(O W_o^T + b) W_o
+            output_gradient = output_gradient @ out_weight
+        gradient = output_gradient.reshape(n, tokens, heads, dim).transpose(1, 2)      # dO, (N, heads, T, d)
+        return gradient @ self.values[call].transpose(-2, -1)
 
     def attention_gradients(self, score: torch.Tensor) -> list[torch.Tensor]:
         r"""(N, heads, T, T) :math:`\partial s / \partial W` per captured call, for a scalar ``score`` :math:`s`
         computed from the captured forward pass. Per head :math:`O = W V` is linear in :math:`W`, so
         :math:`\partial s / \partial W = (\partial s / \partial O)\, V^\top` exactly, with no need to switch timm's
         fused attention kernel off."""
-        if not self.gradients or len(self.outputs) != len(self.queries) or len(self.values) != len(self.queries):
-            raise RuntimeError(f"captured {len(self.queries)} attention calls but {len(self.values)} values and "
-                               f"{len(self.outputs)} head outputs; capture with gradients=True around one forward "
-                               "pass of modules that call qkv, q_norm, k_norm and norm as timm's Attention does")
-        output_gradients = torch.autograd.grad(score, self.outputs)
-        result = []
-        for (_, q), qkv, gradient in zip(self.queries, self.values, output_gradients):
-            n, heads, tokens, dim = q.shape
-            values = qkv.reshape(n, tokens, 3, heads, dim)[:, :, 2].transpose(1, 2)      # (N, heads, T, d)
-            gradient = gradient.reshape(n, tokens, heads, dim).transpose(1, 2)          # dO, (N, heads, T, d)
-            result.append(gradient @ values.transpose(-2, -1))
-        return result
+        self._check_gradients()
+        output_gradients = torch.autograd.grad(score, [output for output, _ in self.outputs])
+        return [self._weight_gradient(call, gradient) for call, gradient in enumerate(output_gradients)]
+
+    def attention_gradient(self, score: torch.Tensor, call: int) -> torch.Tensor:
+        r"""(N, heads, T, T) :math:`\partial s / \partial W` of captured call ``call`` alone, for a scalar ``score``
+        that may differ from call to call (the graph is kept for the next call's score)."""
+        self._check_gradients()
+        (output_gradient,) = torch.autograd.grad(score, self.outputs[call][0], retain_graph=True)
+        return self._weight_gradient(call, output_gradient)
+
+
+def _timm_values(qkv: torch.Tensor, heads: int) -> torch.Tensor:
+    """(N, heads, T, d) values from the (N, T, 3 * heads * d) output of timm's ``qkv``."""
+    n, tokens, width = qkv.shape
+    return qkv.reshape(n, tokens, 3, heads, width // (3 * heads))[:, :, 2].transpose(1, 2)
+
+
+_MHA_ARGUMENTS = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights",
+                  "is_causal")
+
+
+def _self_attention_input(attn: nn.MultiheadAttention, args: tuple, kwargs: dict) -> torch.Tensor:
+    """The (N, T, E) input of a batch-first ``nn.MultiheadAttention`` self-attention call; what the capture cannot
+    recompute exactly is refused."""
+    call = {**dict(zip(_MHA_ARGUMENTS, args)), **kwargs}
+    query = call.get("query")
+    problems = [text for bad, text in (
+        (not attn.batch_first, "batch_first=False"),
+        (not attn._qkv_same_embed_dim or attn.in_proj_weight is None, "separate q/k/v projections"),
+        (attn.bias_k is not None or attn.add_zero_attn, "added key/value tokens (add_bias_kv, add_zero_attn)"),
+        (call.get("key") is not query or call.get("value") is not query, "cross-attention (key/value not the query)"),
+        (call.get("key_padding_mask") is not None or call.get("attn_mask") is not None or call.get("is_causal"),
+         "an attention mask"),
+        (not isinstance(query, torch.Tensor) or query.ndim != 3, "an input that is not (N, T, E)"))
+        if bad]
+    if problems:
+        raise ValueError(f"cannot capture the attention of this nn.MultiheadAttention call ({'; '.join(problems)}): "
+                         "only batch-first self-attention x -> attn(x, x, x) without masks, as torchvision's "
+                         "VisionTransformer calls it, is supported")
+    return query
 
 
 def _check_options(head_fusion: str, discard_ratio: float) -> None:

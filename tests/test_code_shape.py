@@ -60,7 +60,7 @@ def test_the_lab_imports_one_way():
 LAYERS = [
     {"camlab.hooks", "camlab.layouts", "camlab.maps", "camlab.targets", "camlab.modelinfo", "camlab._paths", "camlab.progress",
      "camlab.stats"},
-    {"camlab.methods", "camlab.ablation", "camlab.rollout", "camlab.chefer"},
+    {"camlab.methods", "camlab.ablation", "camlab.rollout", "camlab.chefer", "camlab.legrad"},
     {"camlab.models", "camlab.preprocessing", "camlab.inspection", "camlab.images", "camlab.bundled_images",
      "camlab.lab"},
     {"camlab.metrics", "camlab.analysis", "camlab.compare", "camlab.evaluate", "camlab.outcomes", "camlab.scorecard"},

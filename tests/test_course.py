@@ -208,3 +208,40 @@ def test_execute_notebook_refuses_an_error_that_was_only_displayed(tmp_path):
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)]), path)
     with pytest.raises(RuntimeError, match="cell 0 displayed an error.*ValueError: cannot draw"):
         execute_notebook(path, timeout=120)
+
+
+@pytest.mark.parametrize("stem", sorted(CHAPTERS))
+def test_instructors_notes_list_every_graded_item_of_the_chapter_with_its_points(stem):
+    """Every graded cell (code check or written answer) appears in INSTRUCTORS.md by its grade id, in the chapter's
+    section, on a row that states its points: the rubric cannot drift from the notebook unnoticed."""
+    instructor = nbformat.read(notebooks_dir() / f"{stem}.ipynb", as_version=4)
+    notes = (notebooks_dir().parent / "INSTRUCTORS.md").read_text(encoding="utf-8")
+    start = notes.index(f"\n## {stem[:2]} ·")
+    section = notes[start:notes.index("\n## ", start + 5)]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    for cell in instructor.cells:
+        info = cell.metadata.get("nbgrader", {})
+        if not info.get("grade"):
+            continue
+        grade_id = info["grade_id"].removesuffix("_check")
+        assert _points_in_notes(rows, grade_id) == info["points"], (
+            f"INSTRUCTORS.md, chapter {stem[:2]}: no row names {grade_id!r} with its {info['points']} points in the "
+            "points column")
+
+
+def _points_in_notes(rows: list[str], grade_id: str):
+    """The points INSTRUCTORS.md gives ``grade_id``: the points column of the row naming it, or, for a row of
+    written questions named as a range (`ch01-q1`..`q3`, points "3 / 2 / 2"), the question's entry."""
+    prefix, _, number = grade_id.rpartition("-q")
+    for row in rows:
+        columns = [column.strip() for column in row.strip().strip("|").split("|")]
+        if len(columns) < 2:
+            continue
+        points = [int(value) for value in re.findall(r"\d+", columns[1])]
+        if f"`{grade_id}`" in columns[0] and len(points) == 1:
+            return points[0]
+        ranged = re.search(rf"`{re.escape(prefix)}-q(\d+)`\.\.`q(\d+)`", columns[0]) if number else None
+        if ranged and int(ranged[1]) <= int(number) <= int(ranged[2]):
+            index = int(number) - int(ranged[1])
+            return points[index] if index < len(points) else None
+    return None

@@ -89,3 +89,21 @@ def test_checks_leave_the_global_rng_alone(check):
     torch.manual_seed(123)
     check("ch07_scorecam_weights", scorecam_weights)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_missed_instance_experiment_passes_the_students_seed_only(check):
+    """The right outcomes for seed 0 pass; another student's seed, the wrong layer and swapped rows fail."""
+    from camlab.exercises.ch07 import missed_instances_reference
+
+    assert check("ch07_missed_instances", missed_instances_reference)
+    assert not check("ch07_missed_instances", lambda seed: missed_instances_reference(seed + 1))
+    assert not check("ch07_missed_instances", lambda seed: missed_instances_reference(seed, layer="features"))
+    assert not check("ch07_missed_instances", lambda seed: missed_instances_reference(seed).flip(0))
+
+
+def test_missed_instance_outcomes_are_zero_one_rows_for_two_methods_on_sixty_scenes():
+    from camlab.exercises.ch07 import missed_instances_reference
+
+    outcomes = missed_instances_reference(0)
+    assert outcomes.shape == (2, 60) and set(outcomes.unique().tolist()) <= {0.0, 1.0}
+    assert outcomes[1].sum() > outcomes[0].sum()  # at features.10 Grad-CAM misses more often than Grad-CAM++

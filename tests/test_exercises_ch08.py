@@ -105,3 +105,25 @@ def test_an_instance_instead_of_a_class_fails_with_a_clear_message(monkeypatch):
 def test_unknown_task_is_an_error():
     with pytest.raises(ValueError, match="tasks"):
         check_custom_method(MyXGradCAM, task="nope")
+
+
+def test_capstone_experiment_passes_the_students_seed_only(check):
+    """The right per-scene differences for seed 0 pass; another seed, the wrong sign and the wrong layer fail."""
+    from camlab.exercises.ch08 import maxgrad_shift_reference
+
+    assert check("ch08_maxgrad_shift", maxgrad_shift_reference)
+    assert not check("ch08_maxgrad_shift", lambda seed: maxgrad_shift_reference(seed + 1))
+    assert not check("ch08_maxgrad_shift", lambda seed: -maxgrad_shift_reference(seed))
+    assert not check("ch08_maxgrad_shift", lambda seed: maxgrad_shift_reference(seed, layer="features"))
+
+
+def test_capstone_shift_is_one_value_per_scene_and_zero_for_xgradcam_against_itself():
+    import camlab
+    from camlab.exercises.ch08 import maxgrad_shift_reference
+
+    shift = maxgrad_shift_reference(0)
+    assert shift.shape == (40,) and torch.isfinite(shift).all()
+    # behind lab_gap's GAP head (layer "features") the gradient is constant in space, so max = mean and
+    # MaxGradCAM's weights are Grad-CAM's = XGrad-CAM's: the shift vanishes there
+    assert maxgrad_shift_reference(0, layer="features").abs().max() < 1e-5
+    assert camlab.METHODS["xgradcam"] is camlab.XGradCAM

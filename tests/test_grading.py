@@ -38,10 +38,11 @@ def small_release(stem: str = "01_cam", extra_lesson: str | None = None):
     full = nbformat.read(notebooks_dir() / f"{stem}.ipynb", as_version=4)
     release = copy.deepcopy(full)
     imports = ("import numpy as np\nimport torch\nimport torch.nn.functional as F\nfrom scipy import ndimage\n"
-               "import camlab\nimport camlab.exercises")
+               "import camlab\nimport camlab.exercises\nfrom camlab.lab import make_scenes")
     lesson = [nbformat.v4.new_code_cell(imports)] + ([nbformat.v4.new_code_cell(extra_lesson)] if extra_lesson
                                                       else [])
-    release.cells = lesson + [cell for cell in full.cells if is_solution(cell) or is_check(cell)]
+    release.cells = lesson + [cell for cell in full.cells if (is_solution(cell) or is_check(cell))
+                              and cell.cell_type == "code"]
     return release
 
 
@@ -59,7 +60,7 @@ def answered(release, **answers):
     return notebook
 
 
-def with_cell(notebook, source: str, before: str = "cam"):
+def with_cell(notebook, source: str, before: str = "top_k_cams"):
     """``notebook`` with a code cell (no metadata) inserted before the solution cell ``ch01_<before>``."""
     index = next(i for i, cell in enumerate(notebook.cells) if grading_info(cell).get("grade_id") == f"ch01_{before}")
     notebook.cells.insert(index, nbformat.v4.new_code_cell(source))
@@ -69,8 +70,9 @@ def with_cell(notebook, source: str, before: str = "cam"):
 def attacks(root: Path, release) -> dict[str, object]:
     """Every submission of the batch: student folder -> notebook (or raw bytes)."""
     right = solutions(release)
-    unsolved = {"cam": "def cam(a, w, c):\n    return 0", "channel_contributions": "def channel_contributions(a, w, c):"
-                "\n    return 0", "box_from_threshold": "def box_from_threshold(h, t):\n    return (0, 0, 0, 0)"}
+    unsolved = {"cam": "def top_k_cams(a, w, b, k):\n    return 0", "weight_vs_contribution":
+                "def weight_vs_contribution(model, seed):\n    return 0",
+                "box_from_threshold": "def box_from_threshold(h, t):\n    return (0, 0, 0, 0)"}
     strict_off = "import os\nos.environ['CAMLAB_STRICT_CHECKS'] = '0'\n" + unsolved["cam"]
     patched = ("import sys, types, camlab.exercises, camlab.exercises._checking as checking\n"
                "checking.strict = lambda: False\n"
@@ -81,7 +83,7 @@ def attacks(root: Path, release) -> dict[str, object]:
     frames = ("import sys\ndef _expected():\n    frame = sys._getframe(1)\n    while frame is not None:\n"
               "        if 'expected' in frame.f_locals:\n            return frame.f_locals['expected']\n"
               "        frame = frame.f_back\n    return 0\n"
-              "def cam(a, w, c):\n    return _expected()\n")
+              "def top_k_cams(a, w, b, k):\n    return _expected()\n")
     release_path, victim = root / "release" / "01_cam.ipynb", root / "victim" / "01_cam.ipynb"
     vandal = (f"import json, os, pathlib\nfor pid in os.listdir('/proc'):\n    try:\n"
               f"        print(open(f'/proc/{{pid}}/cmdline').read())\n    except Exception:\n        pass\n"
@@ -96,28 +98,32 @@ def attacks(root: Path, release) -> dict[str, object]:
                "    except Exception:\n        pass\n" + unsolved["cam"])
     outliver = ("import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)', "
                 f"{TOKEN!r}], start_new_session=True)\n" + unsolved["cam"])
-    recorder = ("def cam(a, w, c):\n    raise ValueError('LEAK' + repr(a.tolist()))\n")
+    recorder = ("def top_k_cams(a, w, b, k):\n    raise ValueError('LEAK' + repr(a.tolist()))\n")
     killer = ("import os, signal\nfor sig in (signal.SIGSTOP, signal.SIGKILL):\n    for pid in (os.getppid(), 1):\n"
-              "        try:\n            os.kill(pid, sig)\n        except Exception:\n            pass\n" + right["ch01_cam"])
+              "        try:\n            os.kill(pid, sig)\n        except Exception:\n            pass\n"
+              + right["ch01_top_k_cams"])
     hog = "import os\nmemory = None\ntry:\n    memory = bytearray(16 << 30)\nexcept MemoryError:\n    pass\n" \
           "print('x' * 100_000_000)\ntry:\n    open('big', 'wb').write(b'x' * (200 << 20))\nexcept OSError:\n" \
-          "    pass\n" + right["ch01_cam"]
+          "    pass\n" + right["ch01_top_k_cams"]
     guard = ("import camlab.metrics\n_box = camlab.metrics.box_from_map\ndef box_from_threshold(h, t):\n"
              "    return tuple(int(v) for v in _box(h[None], t)[0])\n")
-    duplicated = answered(release, cam=right["ch01_cam"])
-    first = next(i for i, c in enumerate(duplicated.cells) if grading_info(c).get("grade_id") == "ch01_cam")
+    duplicated = answered(release, top_k_cams=right["ch01_top_k_cams"])
+    first = next(i for i, c in enumerate(duplicated.cells) if grading_info(c).get("grade_id") == "ch01_top_k_cams")
     copied = copy.deepcopy(duplicated.cells[first])
     copied.id = "copied-cell"
     duplicated.cells.insert(first, copied)
-    helper = with_cell(answered(release, cam="def cam(a, w, c):\n    return my_cam(a, w, c)"),
-                       "def my_cam(a, w, c):\n    return torch.einsum('k,nkhw->nhw', w[c], a)")
+    helper = with_cell(answered(release, top_k_cams="def top_k_cams(a, w, b, k):\n    return my_top_k(a, w, b, k)"),
+                       "def my_top_k(a, w, b, k):\n    logits = a.mean(dim=(2, 3)) @ w.T + b\n"
+                       "    classes = torch.sort(-logits, dim=1, stable=True).indices[:, :k]\n"
+                       "    return classes, torch.einsum('nck,nkhw->nchw', w[classes], a)")
     return {
         "honest": release, "victim": release, "empty": student_notebook(release),
-        "strict_off": answered(release, cam=strict_off), "patched": answered(release, cam=patched),
-        "transformer": answered(release, cam=transformer), "frames": answered(release, cam=frames),
-        "vandal": answered(release, cam=vandal + unsolved["cam"]), "startup": answered(release, cam=startup),
-        "outliver": answered(release, cam=outliver), "recorder": answered(release, cam=recorder),
-        "killer": answered(release, cam=killer), "hog": answered(release, cam=hog),
+        "strict_off": answered(release, top_k_cams=strict_off), "patched": answered(release, top_k_cams=patched),
+        "transformer": answered(release, top_k_cams=transformer), "frames": answered(release, top_k_cams=frames),
+        "vandal": answered(release, top_k_cams=vandal + unsolved["cam"]),
+        "startup": answered(release, top_k_cams=startup),
+        "outliver": answered(release, top_k_cams=outliver), "recorder": answered(release, top_k_cams=recorder),
+        "killer": answered(release, top_k_cams=killer), "hog": answered(release, top_k_cams=hog),
         "guard": answered(release, box_from_threshold=guard), "duplicated": duplicated, "helper": helper,
     }
 
@@ -173,8 +179,8 @@ def points(graded, student: str) -> dict[str, float]:
     return {name: row["points"] for name, row in graded["rows"][student].items()}
 
 
-FULL = {"cam": 1.0, "channel_contributions": 1.0, "box_from_threshold": 1.0}
-NONE = {"cam": 0.0, "channel_contributions": 0.0, "box_from_threshold": 0.0}
+FULL = {"top_k_cams": 2.0, "weight_vs_contribution": 3.0, "box_from_threshold": 1.0}
+NONE = {"top_k_cams": 0.0, "weight_vs_contribution": 0.0, "box_from_threshold": 0.0}
 
 
 def test_an_honest_full_solution_gets_full_marks_and_an_empty_one_none(graded):
@@ -215,7 +221,7 @@ def test_no_process_of_a_submission_outlives_its_grading(graded):
 
 def test_hidden_cases_never_reach_the_feedback(graded):
     rows = graded["rows"]["recorder"]
-    assert rows["cam"]["status"] == "failed" and "ValueError" in rows["cam"]["message"]
+    assert rows["top_k_cams"]["status"] == "failed" and "ValueError" in rows["top_k_cams"]["message"]
     assert all("LEAK" not in row["message"] for result in graded["results"] for row in result["rows"])
 
 
@@ -226,7 +232,7 @@ def test_signals_to_the_grader_stop_neither_it_nor_the_batch(graded):
 def test_memory_output_and_file_size_are_limited_and_the_grader_unharmed(graded):
     """16 GB asked for, 100 MB printed, a 200 MB file written: the sandbox refuses or drops them; its answer after
     that is still graded, and the grader's memory barely moves."""
-    assert points(graded, "hog")["cam"] == 1.0
+    assert points(graded, "hog")["top_k_cams"] == 2.0
     assert graded["memory_growth_kb"] < 300_000
 
 
@@ -250,12 +256,12 @@ def test_identity_comes_from_the_folder_not_the_file_name(graded):
 
 
 def test_a_helper_in_a_new_cell_is_run_before_the_exercise_that_uses_it(graded):
-    assert points(graded, "helper")["cam"] == 1.0
+    assert points(graded, "helper")["top_k_cams"] == 2.0
 
 
 def test_a_duplicated_solution_cell_is_named_not_silently_replaced(graded):
-    row = graded["rows"]["duplicated"]["cam"]
-    assert row["status"] == "rejected" and "2 cells ch01_cam" in row["message"]
+    row = graded["rows"]["duplicated"]["top_k_cams"]
+    assert row["status"] == "rejected" and "2 cells ch01_top_k_cams" in row["message"]
 
 
 def test_a_slow_lesson_cell_does_not_turn_correct_answers_into_errors(tmp_path, bwrap):
@@ -267,7 +273,7 @@ def test_a_slow_lesson_cell_does_not_turn_correct_answers_into_errors(tmp_path, 
     nbformat.write(release, tmp_path / "ann" / "01_cam.ipynb")
     [result] = grade([tmp_path / "ann" / "01_cam.ipynb"], tmp_path / "release", Options(timeout=2,
                                                                                        lesson_timeout=60))
-    assert [row["points"] for row in result["rows"]] == [1.0, 1.0, 1.0]
+    assert [row["points"] for row in result["rows"]] == [2.0, 3.0, 1.0]
 
 
 def test_the_capstone_guard_holds_for_camlabs_own_channel_weights(tmp_path, bwrap):
@@ -299,13 +305,13 @@ def test_the_command_writes_gradebook_feedback_and_merges_results_graded_apart(g
     assert main(["course", "merge", str(tmp_path / "parts"), "--out", str(tmp_path / "out")]) == 0
     with open(tmp_path / "out" / "grades.csv", newline="") as handle:
         table = {row["student"]: row for row in csv.DictReader(handle)}
-    assert table["honest"]["total"] == "3" and table["empty"]["total"] == "0"
-    assert table["honest"]["01_cam/ch01_cam_check"] == "1" and table["honest"]["max_total"] == "3"
+    assert table["honest"]["total"] == "6" and table["empty"]["total"] == "0"
+    assert table["honest"]["01_cam/ch01_top_k_cams_check"] == "2" and table["honest"]["max_total"] == "6"
     with open(tmp_path / "out" / "nbgrader.csv", newline="") as handle:
         exported = {row["student_id"]: row for row in csv.DictReader(handle)}
-    assert exported["honest"]["score"] == "3" and exported["honest"]["assignment"] == "01_cam"
+    assert exported["honest"]["score"] == "6" and exported["honest"]["assignment"] == "01_cam"
     feedback = (tmp_path / "out" / "feedback" / "recorder" / "01_cam.md").read_text()
-    assert "| ch01_cam_check | failed | 0 / 1 |" in feedback and "LEAK" not in feedback
+    assert "| ch01_top_k_cams_check | failed | 0 / 2 |" in feedback and "LEAK" not in feedback
 
 
 def test_written_answers_are_exported_for_marking_and_the_marks_merged(tmp_path, bwrap, capsys):
@@ -337,7 +343,7 @@ def test_written_answers_are_exported_for_marking_and_the_marks_merged(tmp_path,
                  str(tmp_path / "marks.csv")]) == 0
     with open(tmp_path / "merged" / "grades.csv", newline="") as handle:
         [line] = list(csv.DictReader(handle))
-    assert line["01_cam/ch01_negative_values"] == "1.5" and line["total"] == "1.5" and line["max_total"] == "5"
+    assert line["01_cam/ch01_negative_values"] == "1.5" and line["total"] == "1.5" and line["max_total"] == "8"
 
 
 def test_per_student_seeds_reach_the_notebook_and_the_checks(tmp_path, bwrap):
@@ -406,8 +412,8 @@ def test_the_real_chapter_01_gives_the_instructor_full_marks_and_its_student_ver
         nbformat.write(notebook, tmp_path / student / "01_cam.ipynb")
     teacher, newcomer = grade([tmp_path / "teacher" / "01_cam.ipynb", tmp_path / "newcomer" / "01_cam.ipynb"],
                               options=Options(timeout=120), jobs=2)
-    assert [row["status"] for row in teacher["rows"]] == ["passed"] * 3
-    assert [row["points"] for row in newcomer["rows"]] == [0.0] * 3
+    assert [row["status"] for row in teacher["rows"]] == ["passed"] * 3 + ["to mark"] * 3   # 3 written answers
+    assert [row["points"] for row in newcomer["rows"]] == [0.0] * 6
 
 
 def test_the_weaker_mode_without_a_sandbox_still_decides_the_verdicts_in_the_grader(tmp_path):
@@ -415,13 +421,14 @@ def test_the_weaker_mode_without_a_sandbox_still_decides_the_verdicts_in_the_gra
     release = small_release()
     (tmp_path / "release").mkdir()
     nbformat.write(release, tmp_path / "release" / "01_cam.ipynb")
-    cheat = answered(release, cam="import os\nos.environ['CAMLAB_STRICT_CHECKS'] = '0'\ndef cam(a, w, c):\n    return 0")
+    cheat = answered(release, top_k_cams="import os\nos.environ['CAMLAB_STRICT_CHECKS'] = '0'\n"
+                                         "def top_k_cams(a, w, b, k):\n    return 0")
     for student, notebook in {"own": release, "cheat": cheat}.items():
         (tmp_path / student).mkdir()
         nbformat.write(notebook, tmp_path / student / "01_cam.ipynb")
     own, cheat = grade([tmp_path / "own" / "01_cam.ipynb", tmp_path / "cheat" / "01_cam.ipynb"],
                        tmp_path / "release", Options(timeout=30, use_sandbox=False))
-    assert [row["points"] for row in own["rows"]] == [1.0, 1.0, 1.0]
+    assert [row["points"] for row in own["rows"]] == [2.0, 3.0, 1.0]
     assert [row["points"] for row in cheat["rows"]] == [0.0, 0.0, 0.0]
 
 

@@ -269,3 +269,90 @@ def test_a_scripted_submodule_takes_no_hooks_and_is_skipped():
                           nn.Linear(4, 2)).eval()
     assert camlab.GradCAM(model, layer="0")(torch.randn(1, 3, 8, 8), target=0, raw=True).shape == (1, 6, 6)
     assert "1" not in traced(model, torch.zeros(1, 3, 8, 8))
+
+
+class TupleBlock(nn.Module):
+    """A block that returns (features, auxiliary) as a tuple, or as a dict with ``as_dict``."""
+
+    def __init__(self, as_dict: bool = False):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.as_dict = as_dict
+
+    def forward(self, x):
+        features = torch.relu(self.conv(x))
+        aux = features.mean(dim=(2, 3))
+        return {"features": features, "aux": aux} if self.as_dict else (features, aux)
+
+
+class StructuredOutputNet(nn.Module):
+    """``block`` returns a structure; ``same`` (an Identity on its features) is the same map as a plain tensor."""
+
+    def __init__(self, as_dict: bool = False):
+        super().__init__()
+        self.block = TupleBlock(as_dict)
+        self.same = nn.Identity()
+        self.head = nn.Linear(4 + 4, 3)
+
+    def forward(self, x):
+        out = self.block(x)
+        features, aux = (out["features"], out["aux"]) if isinstance(out, dict) else out
+        features = self.same(features)
+        return self.head(torch.cat([features.amax(dim=(2, 3)), aux], dim=1))
+
+
+@pytest.mark.parametrize("as_dict", [False, True], ids=["tuple", "dict"])
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "layercam", "scorecam", "eigencam"])
+def test_reshape_transform_receives_a_tuple_or_dict_output_and_gives_the_map_of_the_tensor_it_picks(as_dict, method):
+    """A layer returning (features, aux) read through ``reshape_transform=lambda out: out[0]`` gives the map of an
+    Identity placed on ``features``: the gradient reaching ``features`` through the tuple is the same tensor (the
+    auxiliary output's own path to the score included, as both sit before the split)."""
+    torch.manual_seed(0)
+    model = StructuredOutputNet(as_dict).eval()
+    x = torch.rand(2, 3, 8, 8)
+    pick = (lambda out: out["features"]) if as_dict else (lambda out: out[0])
+    through_structure = camlab.build(method, model, layer="block", reshape_transform=pick)(x, target=1)
+    through_identity = camlab.build(method, model, layer="same")(x, target=1)
+    torch.testing.assert_close(through_structure, through_identity)
+
+
+def test_a_structured_layer_output_without_reshape_transform_says_how_to_read_it():
+    model = StructuredOutputNet().eval()
+    with pytest.raises(TypeError, match=r"returns tuple, not a tensor.*reshape_transform=.*tuple"):
+        camlab.build("gradcam", model, layer="block")(torch.rand(1, 3, 8, 8), target=0)
+
+
+def test_a_reshape_transform_that_mixes_the_batch_is_refused():
+    model = ChannelsLastMLP().eval()
+    flipped = lambda t: t.flip(0)  # noqa: E731 (a transform that reverses the batch)
+    with pytest.raises(ValueError, match="mixes the images of the batch"):
+        camlab.build("gradcam", model, layer="conv", reshape_transform=flipped)(torch.rand(3, 3, 8, 8), target=0)
+
+
+def test_the_identity_as_reshape_transform_on_a_channels_last_layer_is_refused_with_the_permute():
+    """Swin's ``layers.2`` case: the layer is (N,H,W,C); an identity transform would read its rows as channels."""
+    model = ChannelsLastMLP().eval()
+    x = torch.rand(2, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"channels last.*permute\(0, 3, 1, 2\)"):
+        camlab.build("gradcam", model, layer="act", reshape_transform=lambda t: t)(x, target=0)
+    permuted = camlab.build("gradcam", model, layer="act", reshape_transform=lambda t: t.permute(0, 3, 1, 2))
+    torch.testing.assert_close(permuted(x, target=0), camlab.build("gradcam", model, layer="act")(x, target=0))
+
+
+def test_ablation_cam_on_a_structured_output_says_it_needs_a_tensor_layer():
+    model = StructuredOutputNet().eval()
+    explainer = camlab.build("ablationcam", model, layer="block", reshape_transform=lambda out: out[0])
+    with pytest.raises(ValueError, match="layer returning one tensor, not tuple"):
+        explainer(torch.rand(1, 3, 8, 8), target=0)
+
+
+@pytest.mark.parametrize("layer", ["norm", "blocks.1"])
+def test_a_vit_layer_after_the_last_attention_is_refused_instead_of_an_all_zero_map(layer):
+    """After the last attention only the class token reaches the head: the patch tokens' gradient is exactly 0 there
+    (pytorch-grad-cam returns an all-zero map); the last block's norm1 works."""
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=3, depth=2, img_size=32,
+                              patch_size=8).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with pytest.raises(ValueError, match=rf"does not depend on the patch tokens at layer '{layer}'.*norm1"):
+        camlab.build("gradcam", model, layer=layer)(x, target=1)
+    assert camlab.build("gradcam", model, layer="blocks.1.norm1")(x, target=1).abs().sum() > 0

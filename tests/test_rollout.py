@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 from timm.models.vision_transformer import VisionTransformer
+from torch import nn
 
 from camlab.rollout import AttentionCapture, attention_modules, attention_rollout, rollout_from_attentions
 
@@ -151,3 +152,15 @@ def test_bad_arguments_say_what_would_be_right():
         attention_rollout(vit, images()[0])
     with pytest.raises(ValueError, match="no timm-style attention modules"):
         attention_rollout(torch.nn.Conv2d(3, 4, 3), images())
+
+
+def test_the_capture_recomputes_torchvisions_multihead_attention_probabilities_per_head():
+    """A batch-first self-attention nn.MultiheadAttention is captured by one forward hook; its recomputed
+    probabilities equal the per-head weights the module itself returns (need_weights, average_attn_weights=False)."""
+    torch.manual_seed(0)
+    attention = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    x = torch.randn(3, 5, 8)
+    with AttentionCapture([attention]) as capture:
+        _, weights = attention(x, x, x, need_weights=True, average_attn_weights=False)
+    (recomputed,) = capture.attentions()
+    torch.testing.assert_close(recomputed, weights)

@@ -133,3 +133,33 @@ def test_grad_mode_is_per_thread_and_restored_in_each():
     for thread in threads:
         thread.join()
     assert modes == {"t0": True, "t1": False, "t2": True, "t3": False}
+
+
+@pytest.mark.parametrize("method", ["gradcam", "scorecam", "ablationcam"])
+def test_another_threads_plain_forward_passes_neither_disturb_the_map_nor_are_reported_as_a_shared_module(method):
+    """A thread that only runs ``model(x)`` (no camlab, so no lock) while camlab explains: camlab's hooks see only
+    their own thread's passes, so the map is the single-threaded one (no "ran 2 times ... a shared module") and the
+    other thread's outputs are the model's own (never an ablated or captured copy)."""
+    torch.manual_seed(0)
+    model = BatchNormDropoutNet().eval()
+    x, other = torch.rand(2, 3, 16, 16), torch.rand(4, 3, 16, 16)
+    with torch.no_grad():
+        expected_other = model(other)
+    alone = camlab.build(method, model)(x, target=1)
+    stop, seen = threading.Event(), []
+
+    def plain_forwards():
+        while not stop.is_set():
+            with torch.no_grad():
+                seen.append(torch.equal(model(other), expected_other))
+
+    worker = threading.Thread(target=plain_forwards)
+    worker.start()
+    try:
+        maps = [camlab.build(method, model)(x, target=1) for _ in range(3)]
+    finally:
+        stop.set()
+        worker.join()
+    assert seen and all(seen)
+    for result in maps:
+        torch.testing.assert_close(result, alone)

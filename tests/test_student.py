@@ -141,11 +141,18 @@ def test_solution_markers_outside_a_solution_cell_are_a_clear_error():
 
 @pytest.mark.parametrize("stem", sorted(CHAPTERS))
 def test_folded_answers_to_the_written_questions_are_only_in_the_instructors_notebook(stem):
+    """Folded <details> answers are removed, and the model answers of manually graded written questions (the
+    chapters' form of a written answer) are blanked; a chapter may have either or both."""
     instructor = nbformat.read(notebooks_dir() / f"{stem}.ipynb", as_version=4)
     student = student_notebook(instructor)
-    assert any("<details>" in cell.source for cell in instructor.cells)
+    # a chapter's written answers are folded <details> or (the homework contract) manually graded answer cells
+    assert any("<details>" in cell.source or (cell.cell_type == "markdown" and grading_info(cell).get("grade"))
+               for cell in instructor.cells)
     assert not any("<details" in cell.source or "</details>" in cell.source for cell in student.cells)
     assert len(student.cells) == len(instructor.cells)
+    for given, blanked in zip(instructor.cells, student.cells):
+        if given.cell_type == "markdown" and grading_info(given).get("solution"):
+            assert blanked.source == TEXT_STUB != given.source
 
 
 def test_the_students_versions_the_badges_open_are_what_the_release_command_writes():

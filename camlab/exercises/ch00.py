@@ -1,36 +1,66 @@
-"""Chapter 00 (tour and setup): reading predictions and picking a layer."""
+"""Chapter 00 (tour and setup): ranking a batch's classes with ties and names, picking a layer, and a first
+measurement on a photo (one blob or two?)."""
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 
 from camlab.exercises._checking import CheckResult, cases_for, run_check
 
-#: worked example: softmax([1, 3, 0, 2]) = e^[1, 3, 0, 2] / 31.19 = [0.087, 0.644, 0.032, 0.237]: top 2 = classes 1, 3
-TOP_CLASSES = [((torch.tensor([[1., 3., 0., 2.]]), 2), (torch.tensor([[1, 3]]), torch.tensor([[0.64391,
-    0.23688]])))]
+#: the class names of the seeded top-k cases
+NAMES = ("apple", "bus", "cat", "dog", "egg", "fox", "goat", "hat")
+
+
+def top_classes_reference(logits: torch.Tensor, k: int, labels) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """Each image's ``k`` most probable classes, most probable first, equal probabilities in the order of their class
+    index (lower first), with their softmax probabilities :math:`p_c = e^{y_c} / \\sum_j e^{y_j}` and names."""
+    probabilities = logits.double().softmax(dim=1)
+    order = torch.sort(-probabilities, dim=1, stable=True).indices[:, :k]
+    return order, probabilities.gather(1, order), [[labels[int(i)] for i in row] for row in order]
+
+
+def top_classes_case(seed: int, n: int = 3, k: int = 3):
+    """A seeded case: integer logits in [-2, 2] for 8 classes (so equal logits are common), k = 3, names shuffled."""
+    g = torch.Generator().manual_seed(int(seed))
+    logits = torch.randint(-2, 3, (n, len(NAMES)), generator=g).double()
+    labels = [NAMES[int(i)] for i in torch.randperm(len(NAMES), generator=g)]
+    args = (logits, k, labels)
+    return args, top_classes_reference(*args)
+
+
+#: edge case: all four logits equal: every probability 0.25, classes in index order
+TIED = ((torch.zeros(1, 4, dtype=torch.float64), 2, ["w", "x", "y", "z"]),
+        (torch.tensor([[0, 1]]), torch.tensor([[0.25, 0.25]], dtype=torch.float64), [["w", "x"]]))
 
 
 def _same_topk(actual, expected) -> bool:
     try:
-        indices, probabilities = actual
-        indices = torch.as_tensor(indices)
-        probabilities = torch.as_tensor(probabilities, dtype=torch.float64)
+        indices, probabilities, names = actual
+        indices = torch.as_tensor(indices).long().cpu()
+        probabilities = torch.as_tensor(probabilities, dtype=torch.float64).cpu()
+        names = [list(row) for row in names]
     except (TypeError, ValueError, RuntimeError):
         return False
-    expected_indices, expected_probabilities = expected
-    return (indices.shape == expected_indices.shape and bool((indices.long() == expected_indices).all())
+    expected_indices, expected_probabilities, expected_names = expected
+    return (indices.shape == expected_indices.shape and torch.equal(indices, expected_indices)
             and probabilities.shape == expected_probabilities.shape
-            and bool(torch.allclose(probabilities, expected_probabilities.double(), atol=1e-4)))
+            and bool(torch.allclose(probabilities, expected_probabilities, atol=1e-4)) and names == expected_names)
 
 
-def check_top_classes(student, hidden: list | None = None) -> CheckResult:
-    """``student(logits (N,C), k) -> (indices (N,k), probabilities (N,k))``: the k most probable classes per image,
-    most probable first, with their softmax probabilities :math:`p_c = e^{y_c} / \\sum_j e^{y_j}` (what
-    :func:`camlab.predict` prints)."""
-    name, cases = cases_for("top_classes", TOP_CLASSES, hidden)
+def check_top_classes(student, seed: int, hidden: list | None = None) -> CheckResult:
+    """``student(logits (N,C), k, labels) -> (indices (N,k), probabilities (N,k), names)``: every image's k most
+    probable classes, most probable first, equal probabilities in class-index order (lower first; ``topk`` does not
+    promise that order), with their softmax probabilities and their names (``names[i][j] = labels[indices[i, j]]``).
+    ``seed`` is the student's own (``STUDENT_SEED``); ``hidden`` lists further seeds (a case of equal logits is
+    added to them)."""
+    seeds = [seed] if hidden is None else [int(s) for s in hidden]
+    cases = [top_classes_case(s) for s in seeds] + ([] if hidden is None else [TIED])
+    name = "top_classes" if hidden is None else "top_classes (hidden cases)"
     return run_check(name, student, cases, compare=_same_topk,
-                     hint="turn each image's logits into probabilities with a softmax over the classes (each row "
-                          "sums to 1, not each column), then take the k largest, largest first, with their indices")
+                     hint="a softmax over each image's classes (each row sums to 1), then order every row from the "
+                          "most to the least probable with a STABLE sort, so that equal values keep the order of "
+                          "their class index; keep the first k, their probabilities and their names from labels")
 
 
 #: worked example: a small CNN's layer table; 'pool' is 1x1 (not spatial) and 'flatten'/'fc' are not maps
@@ -41,9 +71,62 @@ LAST_SPATIAL_LAYER = [(([("conv1", (1, 8, 32, 32)), ("relu1", (1, 8, 32, 32)), (
 
 def check_last_spatial_layer(student, hidden: list | None = None) -> CheckResult:
     """``student(rows) -> name``: ``rows`` is a list of ``(name, output shape)`` in execution order (what
-    ``camlab.layers(model)`` lists); return the name of the LAST layer whose output is a 4-D (N,C,H,W) feature map
-    with more than one position (H*W > 1): the default layer of every CAM method."""
+    ``camlab.layers(model)`` lists, without the kind and the layout) of a CNN whose feature maps are (N,C,H,W);
+    return the name of the LAST layer whose output is a 4-D feature map with more than one position (H*W > 1): the
+    default layer of every CAM method on such a model."""
     name, cases = cases_for("last_spatial_layer", LAST_SPATIAL_LAYER, hidden)
     return run_check(name, student, cases, compare=lambda a, e: a == e,
                      hint="look for the last row whose output is a feature map: 4 numbers (N,C,H,W) with more than "
                           "one position; a 1x1 map after global pooling is not spatial, and (N,C) outputs are not maps")
+
+
+#: the measurement's protocol: the box threshold (Grad-CAM's 15% of the maximum)
+BOX_THRESHOLD = 0.15
+
+
+def two_halves_reference(model, image_name: str) -> tuple[int, float, float, tuple]:
+    """The measurement done right: on the bundled image ``image_name`` (two photos side by side, resized whole to
+    224x224), the top-1 class and its softmax probability, the share of its Grad-CAM map (default layer, scaled to
+    [0, 1]) on the left half (columns 0-111), and the box around the map's pixels at or above 15% of its maximum
+    (:func:`camlab.metrics.box_from_map`)."""
+    from camlab.images import load_image
+    from camlab.methods import GradCAM
+    from camlab.metrics import box_from_map
+    from camlab.preprocessing import preprocess
+
+    x = preprocess(load_image(image_name), model)
+    with torch.no_grad():
+        probabilities = model(x).softmax(dim=1)[0]
+    top = int(probabilities.argmax())
+    heatmap = GradCAM(model)(x, target=top)[0]
+    share = float(heatmap[:, :112].sum() / heatmap.sum())
+    return top, float(probabilities[top]), share, tuple(int(v) for v in box_from_map(heatmap, BOX_THRESHOLD))
+
+
+def _same_measurement(actual, expected) -> bool:
+    """Same class, probability and share within 0.001, box within one pixel (an edge pixel may settle differently
+    with other arithmetic)."""
+    reference = expected()
+    try:
+        top, probability, share, box = actual
+        box = [int(v) for v in box]
+        same = int(top) == reference[0] and len(box) == 4
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return (same and abs(float(probability) - reference[1]) < 1e-3 and abs(float(share) - reference[2]) < 1e-3
+            and all(abs(a - b) <= 1 for a, b in zip(box, reference[3])))
+
+
+def check_two_halves(student, hidden: list | None = None) -> CheckResult:
+    """``student(model, image_name) -> (top1, probability, left_share, box)`` on ``efficientnet_lite0``: the
+    measurement of exercise 3 on ``two_cats`` (``hidden``: further bundled two-photo images)."""
+    from camlab.models import load_model
+
+    model = load_model("efficientnet_lite0")
+    images = ["two_cats"] if hidden is None else list(hidden)
+    cases = [((model, name), partial(two_halves_reference, model, name)) for name in images]
+    name = "two_halves" if hidden is None else "two_halves (hidden images)"
+    return run_check(name, student, cases, compare=_same_measurement,
+                     hint="preprocess the whole image, take the softmax's top class and its probability, make "
+                          "Grad-CAM's map for that class, divide the map's sum over columns 0-111 by its total, and "
+                          "draw the box with camlab.metrics.box_from_map(heatmap, 0.15)")

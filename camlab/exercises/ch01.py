@@ -1,36 +1,111 @@
-"""Chapter 01 (CAM with global average pooling): the map, the channel contributions, the box."""
+"""Chapter 01 (CAM with global average pooling): the top-k maps of a batch, a per-student weight-versus-contribution
+experiment, the box."""
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 
-from camlab.exercises._checking import CheckResult, cases_for, run_check
+from camlab.exercises._checking import CheckResult, cases_for, close, run_check
 
-#: worked example (K=2 channels, C=3 classes, class 1): M = 0 * A^0 + (-1) * A^1
-CAM = [((torch.tensor([[[[3., 2., 0.], [1., 1., 1.]], [[1., 0., 1.], [0., 3., 0.]]]]), torch.tensor([[0., 1.], [0.,
-    -1.], [-2., 1.]]), 1), torch.tensor([[[-1., 0., -1.], [0., -3., 0.]]]))]
-
-
-def check_cam(student, hidden: list | None = None) -> CheckResult:
-    """``student(activations (N,K,h,w), fc_weight (C,K), class_index) -> (N,h,w)``: the class activation map
-    :math:`M^c = \\sum_k w^c_k A^k` of the CAM paper (signed, no ReLU, no scaling)."""
-    name, cases = cases_for("cam", CAM, hidden)
-    return run_check(name, student, cases,
-                     hint="the class's weights are one ROW of fc_weight (one number per channel); weight every "
-                          "channel map by its number and add them up over the channels: no mean, no ReLU")
+def top_k_cams_reference(activations: torch.Tensor, fc_weight: torch.Tensor, fc_bias: torch.Tensor,
+                         k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Each image's ``k`` highest logits :math:`y = W\,\mathrm{GAP}(A) + b`, highest first (equal logits: the
+    lower class index first), and their signed class activation maps :math:`M^c = \sum_j w^c_j A^j`."""
+    logits = activations.mean(dim=(2, 3)) @ fc_weight.T + fc_bias
+    classes = torch.sort(-logits, dim=1, stable=True).indices[:, :k]
+    maps = torch.einsum("nck,nkhw->nchw", fc_weight[classes], activations)
+    return classes, maps
 
 
-#: worked example (class 1, weights (0, -1)): channel means (20/6, 4), so contributions (0 * 20/6, -1 * 4)
-CHANNEL_CONTRIBUTIONS = [((torch.tensor([[[[4., 6., 0.], [2., 6., 2.]], [[6., 6., 4.], [6., 0., 2.]]]]),
-    torch.tensor([[0., 1.], [0., -1.], [-2., 1.]]), 1), torch.tensor([[0., -4.]]))]
+def top_k_case(seed: int, n: int = 3, channels: int = 6, classes: int = 7, size: int = 4, k: int = 3):
+    """A seeded case: non-negative activations (after a ReLU), a random head, ``k`` = 3."""
+    g = torch.Generator().manual_seed(int(seed))
+    activations = torch.rand(n, channels, size, size, generator=g, dtype=torch.float64) * 2
+    weight = torch.randn(classes, channels, generator=g, dtype=torch.float64)
+    bias = torch.randn(classes, generator=g, dtype=torch.float64)
+    args = (activations, weight, bias, k)
+    return args, top_k_cams_reference(*args)
 
 
-def check_channel_contributions(student, hidden: list | None = None) -> CheckResult:
-    """``student(activations (N,K,h,w), fc_weight (C,K), class_index) -> (N,K)``: how much each channel adds to the
-    class score, :math:`w^c_k \\cdot \\frac{1}{Z}\\sum_{ij} A^k_{ij}`; summed over k plus the bias it is the logit."""
-    name, cases = cases_for("channel_contributions", CHANNEL_CONTRIBUTIONS, hidden)
-    return run_check(name, student, cases,
-                     hint="global average pooling first - the MEAN of each channel over its positions, not the sum "
-                          "or the max - then multiply each channel's mean by the class's weight for that channel")
+#: edge case: classes 1 and 2 have equal logits (identical rows, equal biases): the lower index comes first
+TIED = ((torch.ones(1, 2, 2, 2, dtype=torch.float64), torch.tensor([[0., 1.], [1., 1.], [1., 1.]],
+        dtype=torch.float64), torch.zeros(3, dtype=torch.float64), 2),
+        (torch.tensor([[1, 2]]), torch.full((1, 2, 2, 2), 2.0, dtype=torch.float64)))
+
+
+def _same_top_k(actual, expected) -> bool:
+    try:
+        classes, maps = actual
+        same_classes = torch.equal(torch.as_tensor(classes).long().cpu(), expected[0])
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return same_classes and close(maps, expected[1], atol=1e-6)
+
+
+def check_top_k_cams(student, seed: int, hidden: list | None = None) -> CheckResult:
+    """``student(activations (N,K,h,w), fc_weight (C,K), fc_bias (C,), k) -> (classes (N,k), maps (N,k,h,w))``:
+    every image's k highest-scoring classes of a GAP + linear head (highest first; equal logits: lower index
+    first) and their signed CAMs. ``seed`` is the student's own (``STUDENT_SEED``); ``hidden`` lists further seeds
+    (a tie case is added to them)."""
+    seeds = [seed] if hidden is None else [int(s) for s in hidden]
+    cases = [top_k_case(s) for s in seeds] + ([] if hidden is None else [TIED])
+    name = "top_k_cams" if hidden is None else "top_k_cams (hidden cases)"
+    return run_check(name, student, cases, compare=_same_top_k,
+                     hint="the logits come from the activations: average each channel over its positions, then the "
+                          "linear layer with its bias; rank them per image (equal logits: lower class index first), "
+                          "then one map per chosen class, with that class's row of weights")
+
+
+#: the experiment's protocol: scenes per seed
+CONTRIBUTION_SCENES = 60
+
+
+def weight_vs_contribution_reference(model, seed: int) -> torch.Tensor:
+    """The experiment done right: on ``make_scenes(60, seed=seed)`` and ``lab_gap`` (``features`` -> GAP -> ``fc``),
+    per scene 1.0 when the channel with the label's largest weight :math:`w^c_k` is also the channel with the
+    largest contribution :math:`w^c_k F^k` (``argmax``: the first of equal values), else 0.0."""
+    from camlab.lab import make_scenes
+    from camlab.preprocessing import preprocess
+
+    scenes = make_scenes(CONTRIBUTION_SCENES, seed=seed)
+    store = {}
+    handle = model.features.register_forward_hook(lambda module, inputs, output: store.update(a=output.detach()))
+    try:
+        with torch.no_grad():
+            model(preprocess(scenes.images, model))
+    finally:
+        handle.remove()
+    weights = model.fc.weight.detach()[scenes.labels]                     # (N, K)
+    contributions = weights * store["a"].mean(dim=(2, 3))
+    return (weights.argmax(dim=1) == contributions.argmax(dim=1)).double()
+
+
+def _same_outcomes(actual, expected) -> bool:
+    """The same 0/1 outcome scene by scene, up to one scene (a near-tie of two contributions may settle
+    differently with other arithmetic); another seed's outcomes differ in many scenes."""
+    reference = expected()
+    try:
+        values = torch.as_tensor(actual, dtype=torch.float64).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return values.shape == reference.shape and int((values != reference).sum()) <= 1
+
+
+def check_weight_vs_contribution(student, seed: int, hidden: list | None = None) -> CheckResult:
+    """``student(model, seed) -> (60,)`` of 0/1: per scene of ``make_scenes(60, seed=seed)``, whether ``lab_gap``'s
+    most heavily weighted channel for the label is also its largest contributor. Passes when at most one scene's
+    outcome differs from the reference recomputed for the seed (``STUDENT_SEED``; ``hidden``: further seeds)."""
+    from camlab.models import load_model
+
+    model = load_model("lab_gap")
+    seeds = [seed] if hidden is None else [int(s) for s in hidden]
+    cases = [((model, s), partial(weight_vs_contribution_reference, model, s)) for s in seeds]
+    name = "weight_vs_contribution" if hidden is None else "weight_vs_contribution (hidden seeds)"
+    return run_check(name, student, cases, compare=_same_outcomes,
+                     hint="draw the scenes with your seed, keep the output of `features` with a hook, average it "
+                          "over the positions, multiply by the label's row of `fc.weight`, and compare the index of "
+                          "the largest weight with the index of the largest contribution, scene by scene")
 
 
 #: worked example: threshold 0.5 * 5 = 2.5 keeps 3, 5, 4, 3 (rows 1-3, columns 2-3): box (2, 1, 4, 4)

@@ -1,5 +1,8 @@
-"""Chapter 02 (Grad-CAM, the derivation): gradients from a hook, the channel weights, the map."""
+"""Chapter 02 (Grad-CAM, the derivation): gradients from a hook (a layer given as a module or by name), the
+weights of a softmax target, and a per-student removal experiment."""
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 from torch import nn
@@ -18,16 +21,21 @@ def _two_channel_net(linear_weight: torch.Tensor) -> nn.Sequential:
 
 def _layer_gradient_cases() -> list:
     """Worked example: x = [[1, -2], [3, 0]] gives ReLU(x) and ReLU(-x) as the layer's two channels; the gradient
-    for class 1 (not the top class, 2) is row 1 of the linear weight."""
+    for class 1 (not the top class, 2) is row 1 of the linear weight; once with the ReLU module, once with its
+    name "1"."""
     net = _two_channel_net(torch.tensor([[1., 0., -2., 3., 0., 1., 1., -1.], [2., -1., 0., 0., 1., 1., 0., 2.],
                                          [0., 0., 1., 0., -1., 2., 3., 0.]]))
     x = torch.tensor([[[[1., -2.], [3., 0.]]]])
-    return [((net, x, net[1], 1), (torch.tensor([[[[1., 0.], [3., 0.]], [[0., 2.], [0., 0.]]]]),
+    return [((net, x, net[1], 1),
+             (torch.tensor([[[[1., 0.], [3., 0.]], [[0., 2.], [0., 0.]]]]),
+              torch.tensor([[[[2., -1.], [0., 0.]], [[1., 1.], [0., 2.]]]]))),
+            ((net, x, "1", 1), (torch.tensor([[[[1., 0.], [3., 0.]], [[0., 2.], [0., 0.]]]]),
                                    torch.tensor([[[[2., -1.], [0., 0.]], [[1., 1.], [0., 2.]]]])))]
 
 
 def check_layer_gradients(student, hidden: list | None = None) -> CheckResult:
-    """``student(model, x, layer, class_index) -> (activations, gradients)``, both (N,K,h,w): the layer's output
+    """``student(model, x, layer, class_index) -> (activations, gradients)``, both (N,K,h,w), where ``layer`` is a
+    module of ``model`` or its dotted name (``"blocks.5"``, as ``model.get_submodule`` takes it): the layer's output
     captured with a forward hook and :math:`\\partial y^c / \\partial A^k_{ij}` from ``torch.autograd.grad``, for every
     image of the batch (the score of image n depends only on image n, so the gradient of the summed score works).
     The model's hooks must be gone afterwards."""
@@ -42,37 +50,86 @@ def check_layer_gradients(student, hidden: list | None = None) -> CheckResult:
         return not leftover and close(activations, expected[0], atol=1e-5) and close(gradients, expected[1], atol=1e-5)
 
     return run_check(name, student, cases, compare=compare,
-                     hint="register a forward hook on `layer` that stores its output, run the model, remove the hook "
+                     hint="if `layer` is a string, look the module up by name first; register a forward hook on it that stores its output, run the model, remove the hook "
                           "(also if the forward pass fails), then ask autograd for the gradient of the class's score "
                           "(summed over the batch) with respect to the STORED output, not the input")
 
 
-#: worked example: the mean of [[-6, 2], [0, -4]] is -2, the mean of [[6, 0], [4, -4]] is 1.5
-GRADCAM_WEIGHTS = [((torch.tensor([[[[-6., 2.], [0., -4.]], [[6., 0.], [4., -4.]]]]),), torch.tensor([[-2., 1.5]]))]
 
 
-def check_gradcam_weights(student, hidden: list | None = None) -> CheckResult:
-    """``student(gradients (N,K,h,w)) -> (N,K)``: :math:`\\alpha^c_k = \\frac{1}{Z}\\sum_{ij}
-    \\partial y^c / \\partial A^k_{ij}`, the spatial MEAN of the gradient (Z = h * w)."""
-    name, cases = cases_for("gradcam_weights", GRADCAM_WEIGHTS, hidden)
+def softmax_weights_reference(alpha: torch.Tensor, p: torch.Tensor, c: int) -> torch.Tensor:
+    r"""The Grad-CAM weights of the target :math:`p_c` from those of every logit (chain rule through the softmax):
+    :math:`\alpha^{p_c}_k = p_c\,(\alpha^c_k - \sum_j p_j \alpha^j_k)`; ``alpha`` (N, C, K), ``p`` (N, C)."""
+    mixture = torch.einsum("nc,nck->nk", p, alpha)
+    return p[:, c, None] * (alpha[:, c] - mixture)
+
+
+def softmax_weights_case(seed: int, n: int = 3, classes: int = 6, channels: int = 5) -> tuple[tuple, torch.Tensor]:
+    """A seeded case: random logit weights (N, C, K), probabilities from random logits, the class ``seed % C``."""
+    g = torch.Generator().manual_seed(int(seed))
+    alpha = torch.randn(n, classes, channels, generator=g, dtype=torch.float64)
+    p = (3 * torch.randn(n, classes, generator=g, dtype=torch.float64)).softmax(dim=1)
+    c = int(seed) % classes
+    return (alpha, p, c), softmax_weights_reference(alpha, p, c)
+
+
+#: edge case: a saturated softmax (p_c = 1) has zero weights, whatever the logits' weights are
+SATURATED = ((torch.tensor([[[1., 2.], [3., -1.]]], dtype=torch.float64), torch.tensor([[1., 0.]],
+             dtype=torch.float64), 0), torch.zeros(1, 2, dtype=torch.float64))
+
+
+def check_softmax_weights(student, seed: int, hidden: list | None = None) -> CheckResult:
+    r"""``student(alpha (N,C,K), p (N,C), c) -> (N,K)``: the Grad-CAM channel weights of the probability
+    :math:`p_c`, given the weights :math:`\alpha^j_k` of every class's logit and the probabilities: the chapter's
+    chain-rule identity :math:`\alpha^{p_c} = p_c(\alpha^c - \sum_j p_j\alpha^j)`. ``seed`` is the student's own
+    (``STUDENT_SEED``); ``hidden`` lists further seeds (the saturated case is added to them)."""
+    seeds = [seed] if hidden is None else [int(s) for s in hidden]
+    cases = [softmax_weights_case(s) for s in seeds] + ([] if hidden is None else [SATURATED])
+    name = "softmax_weights" if hidden is None else "softmax_weights (hidden cases)"
     return run_check(name, student, cases,
-                     hint="average every channel's gradient over its h * w positions: the sum is Z times too large "
-                          "(1/Z in the formula), and averaging over the channels gives the wrong shape")
+                     hint="the probability-weighted average of every class's weights (a sum over the classes, "
+                          "weighted by p, not a plain mean), subtracted from class c's weights, the difference "
+                          "multiplied by p_c")
 
 
-#: worked example: image 0 has alpha = (0, 3, -4/3): 3 A^1 - 4/3 A^2 < 0 at 4 of 6 positions, where the ReLU gives 0
-GRADCAM_MAP = [((torch.tensor([[[[1., 0., 0.], [1., 2., 1.]], [[1., 3., 1.], [0., 0., 0.]], [[3., 3., 1.], [2., 1.,
-    3.]]], [[[1., 3., 0.], [0., 3., 1.]], [[2., 0., 2.], [3., 3., 2.]], [[3., 1., 1.], [1., 3., 2.]]]]),
-    torch.tensor([[[[4., -6., -6.], [4., 2., 2.]], [[0., 4., 0.], [4., 6., 4.]], [[-6., -4., 4.], [-4., 0., 2.]]],
-    [[[4., 0., 2.], [6., 6., -2.]], [[6., -2., 2.], [-2., -2., 4.]], [[6., -4., -2.], [0., -6., 0.]]]])),
-    torch.tensor([[[0., 5., 1.66667], [0., 0., 0.]], [[1.66667, 7., 1.], [2., 8., 2.66667]]]))]
+#: the removal experiment's protocol: scenes per seed (one distractor each), and the grey that replaces a box
+REMOVAL_SCENES, REMOVAL_GREY = 40, 0.5
 
 
-def check_gradcam_map(student, hidden: list | None = None) -> CheckResult:
-    """``student(activations (N,K,h,w), gradients (N,K,h,w)) -> (N,h,w)``: the raw Grad-CAM map
-    :math:`\\mathrm{ReLU}(\\sum_k \\alpha^c_k A^k)` at the layer's resolution (no upsampling, no scaling)."""
-    name, cases = cases_for("gradcam_map", GRADCAM_MAP, hidden)
-    return run_check(name, student, cases,
-                     hint="first the channel weights (the spatial mean of each channel's gradient), then the "
-                          "weighted sum of the activation maps over the channels, then the ReLU (negative values "
-                          "become 0); no upsampling and no scaling")
+def removal_reference(model: nn.Module, seed: int) -> torch.Tensor:
+    """The experiment done right: on ``make_scenes(40, seed=seed, distractors=1)``, each scene's label logit after
+    the distractor's box (``scenes.objects[i][1]["box"]``, x0, y0, x1, y1 with exclusive ends) is filled with grey
+    0.5, minus the label logit of the unchanged scene; both inputs preprocessed for ``model``."""
+    from camlab.lab import make_scenes
+    from camlab.preprocessing import preprocess
+
+    scenes = make_scenes(REMOVAL_SCENES, seed=seed, distractors=1)
+    removed = scenes.images.clone()
+    for i, objects in enumerate(scenes.objects):
+        x0, y0, x1, y1 = (int(v) for v in objects[1]["box"])
+        removed[i, :, y0:y1, x0:x1] = REMOVAL_GREY
+    with torch.no_grad():
+        before = model(preprocess(scenes.images, model)).gather(1, scenes.labels[:, None])[:, 0]
+        after = model(preprocess(removed, model)).gather(1, scenes.labels[:, None])[:, 0]
+    return after - before
+
+
+def _same_changes(actual, expected) -> bool:
+    reference = expected()
+    return close(actual, reference, atol=1e-3, rtol=1e-3)
+
+
+def check_removal_effect(student, seed: int, hidden: list | None = None) -> CheckResult:
+    """``student(model, seed) -> (40,)``: per scene of ``make_scenes(40, seed=seed, distractors=1)``, the change of
+    the label's logit when the distractor's box is greyed out (0.5, before preprocessing): after minus before. The
+    reference is recomputed for each seed (``STUDENT_SEED``, and further seeds in ``hidden``)."""
+    from camlab.models import load_model
+
+    model = load_model("lab_vgg")
+    seeds = [seed] if hidden is None else [int(s) for s in hidden]
+    cases = [((model, s), partial(removal_reference, model, s)) for s in seeds]
+    name = "removal_effect" if hidden is None else "removal_effect (hidden seeds)"
+    return run_check(name, student, cases, compare=_same_changes,
+                     hint="draw the scenes with your seed and one distractor, copy the images, fill the second "
+                          "object's box with 0.5 in every channel (rows y0:y1, columns x0:x1), preprocess both "
+                          "batches for the model and subtract the label logits, after minus before")

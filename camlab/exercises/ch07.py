@@ -60,3 +60,52 @@ def check_layercam_map(student, hidden: list | None = None) -> CheckResult:
         name, student, cases,
         hint="weight every position by the positive part of its own gradient (no spatial average), multiply by "
              "the activation, add up over the channels and apply a final ReLU: shape (N,h,w).")
+
+
+#: the student's own scenes: ``make_scenes(EXPERIMENT_SCENES, seed=EXPERIMENT_SEED_BASE + seed, instances=3)``
+EXPERIMENT_SCENES, EXPERIMENT_SEED_BASE = 60, 1000
+
+
+def missed_instances_reference(seed: int, layer: str = "features.10") -> torch.Tensor:
+    """(2, 60) float 0/1: per scene, whether Grad-CAM++ (row 0) and Grad-CAM (row 1) miss some instance (its peak in
+    its box below half the map's maximum, :func:`camlab.compare.instance_peaks`) on ``lab_vgg`` at ``layer``, on the
+    three-instance scenes ``make_scenes(60, seed=1000 + seed, instances=3)``, each explained for its label."""
+    from camlab.compare import instance_peaks, variant_maps
+    from camlab.lab import make_scenes
+    from camlab.models import load_model, preprocess
+
+    model = load_model("lab_vgg")
+    scenes = make_scenes(EXPERIMENT_SCENES, seed=EXPERIMENT_SEED_BASE + int(seed), instances=3)
+    maps = variant_maps(model, preprocess(scenes.images, model), scenes.labels.tolist(), ["gradcam++", "gradcam"],
+                        layer)
+    return torch.stack([(instance_peaks(maps[name], scenes.instance_boxes).amin(dim=1) < 0.5).float()
+                        for name in ("gradcam++", "gradcam")])
+
+
+def _detached(value):
+    return value.detach() if isinstance(value, torch.Tensor) else value
+
+
+def _same_outcomes(actual, expected, slack: int = 1) -> bool:
+    """Same shape and at most ``slack`` differing outcomes in all: a peak within float noise of the 0.5 threshold may
+    fall on either side on another CPU; an answer for other scenes, layer or rule differs on many more."""
+    try:
+        actual = torch.as_tensor(actual, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return actual.shape == expected.shape and int((actual != expected).sum()) <= slack
+
+
+def check_missed_instances(student, seed: int, hidden: list | None = None) -> CheckResult:
+    """``student(seed) -> (2, 60)`` 0/1 outcomes (Grad-CAM++, Grad-CAM: some instance missed) on the student's own
+    three-instance scenes (:func:`missed_instances_reference`, ``seed`` = ``STUDENT_SEED``); ``hidden`` lists further
+    seeds, so an answer copied from another student fails. The reference is computed after the student's function
+    has returned."""
+    seeds = [seed] if hidden is None else [int(s) for s in hidden]
+    name = "missed-instance experiment" if hidden is None else "missed-instance experiment (hidden seeds)"
+    return run_check(
+        name, lambda s: _detached(student(s)), [((s,), s) for s in seeds],
+        compare=lambda actual, expected: _same_outcomes(actual, missed_instances_reference(expected)),
+        hint="draw make_scenes(60, seed=1000 + seed, instances=3), explain each scene's label with Grad-CAM++ and "
+             "Grad-CAM on lab_vgg at 'features.10' (scaled maps), and mark a scene 1 when the weakest instance's peak "
+             "inside its box is below half the map's maximum; return the two rows stacked, Grad-CAM++ first")

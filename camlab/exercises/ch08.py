@@ -116,3 +116,46 @@ def check_custom_method(cls, task: str = "xgradcam", hidden: list | None = None)
         hint=f"{words}. Subclass camlab.GradientMethod and override channel_weights(self, activations, gradients) "
              "to return (N,K) weights; the base class does the hooks, the ReLU, the upsampling and the scaling.",
         compare=lambda actual, expected: close(actual, expected, atol=1e-4))
+
+
+#: the student's own scenes for the capstone experiment: ``make_scenes(40, seed=2000 + seed, distractors=1)``
+EXPERIMENT_SCENES, EXPERIMENT_SEED_BASE = 40, 2000
+
+
+def maxgrad_shift_reference(seed: int, layer: str = "features.10") -> torch.Tensor:
+    """(40,) per scene: the mass inside the object's mask of max-gradient Grad-CAM (:math:`w_k = \\max_{ij} g^k_{ij}`)
+    minus that of XGrad-CAM, both scaled maps of ``lab_gap`` at ``layer`` explaining each scene's label, on
+    ``make_scenes(40, seed=2000 + seed, distractors=1)``."""
+    from camlab.lab import make_scenes
+    from camlab.methods import GradientMethod, XGradCAM
+    from camlab.metrics import mass_inside
+    from camlab.models import load_model, preprocess
+
+    class _MaxGrad(GradientMethod):
+        def channel_weights(self, activations, gradients):
+            return gradients.amax(dim=(2, 3))
+
+    model = load_model("lab_gap")
+    scenes = make_scenes(EXPERIMENT_SCENES, seed=EXPERIMENT_SEED_BASE + int(seed), distractors=1)
+    x, labels = preprocess(scenes.images, model), scenes.labels.tolist()
+    inside = [mass_inside(method(model, layer=layer)(x, target=labels), scenes.masks) for method in (_MaxGrad, XGradCAM)]
+    return (inside[0] - inside[1]).detach()
+
+
+def check_maxgrad_shift(student, seed: int, hidden: list | None = None) -> CheckResult:
+    """``student(seed) -> (40,)``: per scene, MaxGradCAM's mass inside the object minus XGrad-CAM's on the student's
+    own scenes (:func:`maxgrad_shift_reference`, ``seed`` = ``STUDENT_SEED``); ``hidden`` lists further seeds, so an
+    answer copied from another student fails. The reference is computed after the student's function returned."""
+    seeds = [seed] if hidden is None else [int(s) for s in hidden]
+    name = "capstone experiment" if hidden is None else "capstone experiment (hidden seeds)"
+    return run_check(
+        name, lambda s: _detached(student(s)), [((s,), s) for s in seeds],
+        compare=lambda actual, expected: close(torch.as_tensor(actual).reshape(-1), maxgrad_shift_reference(expected),
+                                               atol=1e-3),
+        hint="draw make_scenes(40, seed=2000 + seed, distractors=1), explain each scene's label on lab_gap at "
+             "'features.10' with your MaxGradCAM and with XGrad-CAM (scaled maps), and return MaxGradCAM's mass inside "
+             "scenes.masks minus XGrad-CAM's, one value per scene")
+
+
+def _detached(value):
+    return value.detach() if isinstance(value, torch.Tensor) else value

@@ -7,7 +7,7 @@ from torch import nn
 from camlab.hooks import preserved_state
 from camlab.layouts import layout_for
 from camlab.methods.base import ForwardPass, LayerMethod, dummy_input, register
-from camlab.targets import logits_of
+from camlab.targets import logits_of, map_tensors
 
 
 def _is_logits(linear_output: torch.Tensor, output) -> bool:
@@ -70,7 +70,8 @@ class CAM(LayerMethod):
         input for camlab models, else the first image)."""
         linear_io: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
         captured: list[torch.Tensor] = []
-        handles = [self.layer.register_forward_hook(lambda m, i, o: captured.append(o.detach().clone()))]
+        handles = [self.layer.register_forward_hook(
+            lambda m, i, o: captured.append(map_tensors(o, lambda t: t.detach().clone())))]
         for module in self.model.modules():
             if _is_linear_map(module):
                 handles.append(module.register_forward_hook(

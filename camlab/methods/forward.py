@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from camlab.hooks import ActivationCapture
-from camlab.layouts import Layout, LayoutReader, check_map
-from camlab.targets import Target, class_indices, detach, fixed, logits_of, per_image, scores, tensors
+from camlab.layouts import NHWC, TOKENS, Layout, LayoutReader, check_map, layout_for
+from camlab.targets import Target, class_indices, detach, fixed, logits_of, map_tensors, per_image, scores, tensors
 
 
 @dataclass(frozen=True)
@@ -110,13 +110,37 @@ def _gradients(target_scores: torch.Tensor, activations: list[torch.Tensor], nam
                create_graph: bool = False) -> list[torch.Tensor]:
     """d score / d activations; a layer the score does not depend on at all (no autograd path) is refused.
     ``create_graph`` keeps the gradients differentiable (for Hessian-vector products)."""
-    found = [None] * len(activations)
-    if target_scores.requires_grad:
-        found = torch.autograd.grad(target_scores.sum(), activations, allow_unused=True, create_graph=create_graph)
+    if all(isinstance(activation, torch.Tensor) for activation in activations):
+        found = [None] * len(activations)
+        if target_scores.requires_grad:
+            found = torch.autograd.grad(target_scores.sum(), activations, allow_unused=True,
+                                        create_graph=create_graph)
+    else:
+        found = _structured_gradients(target_scores, activations, create_graph)
     missing = [name for name, gradient in zip(names, found) if gradient is None]
     if missing:
         raise _off_path("the target score", missing)
     return list(found)
+
+
+def _structured_gradients(target_scores: torch.Tensor, activations: list, create_graph: bool) -> list:
+    """d score / d activations for layers whose outputs are structures (tuples, dicts, ... of tensors, read through
+    a ``reshape_transform``): each gradient has the structure of its output (zeros for a tensor the score does not
+    depend on), ``None`` for a layer the score depends on through none of its tensors."""
+    leaves = [[t for t in _tensors(activation) if t.requires_grad] for activation in activations]
+    flat = [t for layer in leaves for t in layer]
+    grads = [None] * len(flat)
+    if target_scores.requires_grad and flat:
+        grads = torch.autograd.grad(target_scores.sum(), flat, allow_unused=True, create_graph=create_graph)
+    by_id = {id(t): g for t, g in zip(flat, grads)}
+    found = []
+    for activation, layer in zip(activations, leaves):
+        if all(by_id[id(t)] is None for t in layer):
+            found.append(None)
+            continue
+        found.append(map_tensors(activation, lambda t: by_id.get(id(t)) if by_id.get(id(t)) is not None
+                                 else torch.zeros_like(t)))
+    return found
 
 
 def _tensors(output) -> list[torch.Tensor]:
@@ -132,7 +156,7 @@ def _unchanged_by_nan(model: nn.Module, x: torch.Tensor, module: nn.Module, outp
     """Whether the model's output stays the same when ``module``'s output is all NaN (one extra forward pass; a
     model that raises on it reacted, so it does not stay the same)."""
     def poison(_, inputs, result):
-        return torch.full_like(result, float("nan")) if isinstance(result, torch.Tensor) else None
+        return map_tensors(result, lambda t: torch.full_like(t, float("nan")) if t.is_floating_point() else t)
 
     handle = module.register_forward_hook(poison)
     try:
@@ -160,17 +184,15 @@ def check_on_path(model: nn.Module, x: torch.Tensor, layers: list[tuple[str, nn.
         return
     found = [None] * len(activations)
     leaves = [leaf for leaf in _tensors(output) if leaf.requires_grad]
-    usable = [a for a in activations if a.requires_grad]
-    if leaves and usable:
+    if leaves and any(t.requires_grad for a in activations for t in _tensors(a)):
         total = sum(leaf.double().sum() for leaf in leaves)
         try:
-            grads = iter(torch.autograd.grad(total, usable, allow_unused=True))
-            found = [next(grads) if a.requires_grad else None for a in activations]
+            found = _structured_gradients(total, activations, create_graph=False)
         except RuntimeError:  # a backward the model does not support (e.g. an in-place op): the NaN pass decides
             pass
     for i in todo:
         name, module = layers[i]
-        if found[i] is None and activations[i].is_floating_point() and _unchanged_by_nan(model, x, module, output):
+        if found[i] is None and _tensors(activations[i]) and _unchanged_by_nan(model, x, module, output):
             raise _off_path(f"the output of {type(model).__name__}", [name])
         verified.add(module)
 
@@ -191,7 +213,8 @@ def capture(model: nn.Module, x: torch.Tensor, target: Target, layers: list[tupl
     verified = _ON_PATH.get(model, ())
     check = not differentiable and not all(module in verified for _, module in layers)
     with torch.inference_mode(False):
-        with ActivationCapture([m for _, m in layers], differentiable or check) as hooks, \
+        with ActivationCapture([m for _, m in layers], differentiable or check,
+                               structured=reshape_transform is not None) as hooks, \
                 LayoutReader(model, x, layers, reshape_transform) as reader:
             if x.is_inference():
                 x = x.clone()
@@ -205,11 +228,40 @@ def capture(model: nn.Module, x: torch.Tensor, target: Target, layers: list[tupl
             check_on_path(model, x, layers, activations, output)
         products = (_hessian_products(reader.layouts(), activations, gradients) if second_order
                     else [None] * len(layers))
-        gradients = [None if g is None else g.detach() for g in gradients]
+        gradients = [None if g is None else detach(g) for g in gradients]
     outputs = tuple(_read_layers(names, reader.layouts(), activations, gradients, products, x, reshape_transform))
+    if reshape_transform is not None:
+        for (name, module), activation, read in zip(layers, activations, outputs):
+            check_transform(model, x, name, module, reshape_transform, detach(activation), read.activations)
     detached = None if target_scores is None else target_scores.detach()
     output = detach(output) if target_scores is not None else output  # untouched where the target is ignored
     return ForwardPass(x, output, detached, target, outputs, tuple(hooks.order))
+
+
+def check_transform(model: nn.Module, x: torch.Tensor, name: str, module: nn.Module, transform, raw,
+                    feature_map: torch.Tensor) -> None:
+    """Refuse a ``reshape_transform`` that cannot be right: one that mixes the images of the batch (image i's map
+    must come from image i's output alone: the last image is transformed alone and compared), and the identity on
+    a layer camlab traced as channels-last (N,H,W,C), which would read rows as channels."""
+    n = x.shape[0]
+    if n > 1 and all(t.ndim and t.shape[0] == n for t in _tensors(raw)):
+        alone = transform(map_tensors(raw, lambda t: t[-1:]))
+        if not (isinstance(alone, torch.Tensor) and alone.shape == feature_map[-1:].shape
+                and torch.allclose(alone, feature_map[-1:], rtol=1e-5, atol=1e-6)):
+            raise ValueError(f"reshape_transform at layer {name!r} mixes the images of the batch: the map of the last "
+                             "image differs when its output is transformed alone; keep dim 0 as the batch (e.g. "
+                             "t.permute(0, 3, 1, 2), never a permutation or reduction of dim 0)")
+    if isinstance(raw, torch.Tensor) and raw.ndim == 4 and feature_map.shape == raw.shape \
+            and torch.equal(feature_map, raw):
+        try:
+            traced = layout_for(model, x[:1], name, module)
+        except ValueError:  # camlab cannot decide the layout itself: the user's transform decides
+            return
+        if traced is not None and traced.kind == NHWC:
+            raise ValueError(f"layer {name!r} outputs (N,H,W,C) = {tuple(raw.shape)} (channels last), but "
+                             "reshape_transform returns it unchanged, which reads its rows as channels; use "
+                             "reshape_transform=lambda t: t.permute(0, 3, 1, 2), or leave reshape_transform out "
+                             "(camlab reads this layout itself)")
 
 
 def _hessian_products(layouts, activations: list[torch.Tensor], gradients: list[torch.Tensor]) -> list:
@@ -225,6 +277,9 @@ abla_R)` with :math:`M` is :math:`H_R L^	op M` in raw space, and :math:`L` of it
     products = []
     with torch.enable_grad():
         for layout, activation, gradient in zip(layouts, activations, gradients):
+            if not isinstance(activation, torch.Tensor):
+                raise ValueError(f"this method needs second derivatives at the layer, which camlab computes for a "
+                                 f"layer returning one tensor, not {type(activation).__name__}; choose such a layer")
             if layout is None or not gradient.requires_grad:  # not recorded (reported later), or a linear score
                 products.append(None if layout is None else torch.zeros_like(layout.to_map(activation.detach())))
                 continue
@@ -241,13 +296,27 @@ abla_R)` with :math:`M` is :math:`H_R L^	op M` in raw space, and :math:`L` of it
     return products
 
 
+def _check_patch_gradient(name: str, layout: Layout, raw_gradient, gradient: torch.Tensor) -> None:
+    """Refuse a token layer whose patch tokens the score does not read (their gradient exactly zero, the prefix
+    tokens' not): after a ViT's last attention (``blocks.11``, ``norm``) only the class token reaches the head, so
+    every gradient method would return an all-zero map there."""
+    if layout.kind != TOKENS or gradient.any() or not raw_gradient.any():
+        return
+    raise ValueError(f"the score does not depend on the patch tokens at layer {name!r} (their gradient is exactly 0; "
+                     "only the class token reaches the head after it), so the map would be all zero; choose a layer "
+                     "before the last attention, e.g. the last block's norm1 (blocks[-1].norm1, pytorch-grad-cam's "
+                     "choice), or layer=None for camlab's default")
+
+
 def _read_layers(names, layouts, activations, gradients, products, x: torch.Tensor, reshape_transform):
     """Each captured layer's output (and gradient) read through its layout as a checked feature map."""
     for name, layout, activation, gradient, product in zip(names, layouts, activations, gradients, products):
         if layout is None:
             raise RuntimeError(f"layer {name!r} ran in this pass but not in the pass camlab recorded layouts in "
                                "(input-dependent control flow?); pass reshape_transform to say how to read it")
-        feature_map = check_map(name, layout.to_map(activation.detach()), x.shape[0], reshape_transform, x.ndim)
+        feature_map = check_map(name, layout.to_map(detach(activation)), x.shape[0], reshape_transform, x.ndim)
         if gradient is not None:
-            gradient = check_map(name, layout.to_map(gradient), x.shape[0], reshape_transform, x.ndim)
+            raw_gradient, gradient = gradient, check_map(name, layout.to_map(gradient), x.shape[0], reshape_transform,
+                                                         x.ndim)
+            _check_patch_gradient(name, layout, raw_gradient, gradient)
         yield LayerOutput(name, feature_map, gradient, layout, product)

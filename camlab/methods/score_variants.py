@@ -15,10 +15,12 @@ class _AveragedScoreCAM(ScoreCAM):
     """Score-CAM with each mask's score averaged over ``n_samples`` perturbed copies of the mask."""
 
     def __init__(self, model: nn.Module, layer=None, *, relu: bool = True, reshape_transform=None,
+                 aug_smooth: bool = False, eigen_smooth: bool = False,
                  batch_size: int | None = None, progress: bool = True, weighting: str = "probability",
                  fold: bool = True, n_samples: int = 10):
-        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform, batch_size=batch_size,
-                         progress=progress, weighting=weighting, fold=fold)
+        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform, aug_smooth=aug_smooth,
+                         eigen_smooth=eigen_smooth, batch_size=batch_size, progress=progress, weighting=weighting,
+                         fold=fold)
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
         self.n_samples = n_samples
@@ -70,10 +72,12 @@ class SSCAM(_AveragedScoreCAM):
     """
 
     def __init__(self, model: nn.Module, layer=None, *, relu: bool = True, reshape_transform=None,
+                 aug_smooth: bool = False, eigen_smooth: bool = False,
                  batch_size: int | None = None, progress: bool = True, weighting: str = "probability",
                  fold: bool = True, n_samples: int = 10, sigma: float = 2.0, seed: int = 0):
-        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform, batch_size=batch_size,
-                         progress=progress, weighting=weighting, fold=fold, n_samples=n_samples)
+        super().__init__(model, layer, relu=relu, reshape_transform=reshape_transform, aug_smooth=aug_smooth,
+                         eigen_smooth=eigen_smooth, batch_size=batch_size, progress=progress, weighting=weighting,
+                         fold=fold, n_samples=n_samples)
         if not sigma >= 0:
             raise ValueError(f"sigma must be a non-negative number, got {sigma!r}")
         self.sigma, self.seed = float(sigma), seed

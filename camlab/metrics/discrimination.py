@@ -58,3 +58,22 @@ def class_discrimination(model: nn.Module, x: torch.Tensor, explainer: MapSource
     a, b = mass_inside(maps_a, masks_a), mass_inside(maps_b, masks_b)
     return {"a": float(a.mean()), "b": float(b.mean()), "mean": float(((a + b) / 2).mean()),
             "a_on_b": float(mass_inside(maps_a, masks_b).mean()), "b_on_a": float(mass_inside(maps_b, masks_a).mean())}
+
+
+def symmetric_discrimination(maps_a: torch.Tensor, maps_b: torch.Tensor, mask_a, mask_b) -> torch.Tensor:
+    r"""(N,) per image: :math:`d = (m_{aa} - m_{ab}) + (m_{bb} - m_{ba})`, where :math:`m_{xy}` is the share of
+    class x's map inside object y (:func:`mass_inside`), for (N,H,W) maps of class a and of class b on images holding
+    one object of each (``mask_a``, ``mask_b``: (N,H,W) bool masks or boxes, see
+    :func:`~camlab.metrics.localization.gt_masks`).
+
+    A class-blind method (the same map for both classes) scores exactly 0 whatever the objects' sizes, since both
+    brackets then cancel; each map entirely on its own object scores 2, each entirely on the other object -2. So,
+    unlike one class's share on its own object, object size does not favour a method. Per image values, for paired
+    comparisons (:func:`camlab.stats.verdict`)."""
+    if maps_a.shape != maps_b.shape or maps_a.ndim != 3:
+        raise ValueError(f"maps_a and maps_b must both be (N,H,W) maps of one shape; got {tuple(maps_a.shape)} and "
+                         f"{tuple(maps_b.shape)}")
+    n, size = maps_a.shape[0], tuple(maps_a.shape[-2:])
+    own_a, own_b = gt_masks(mask_a, n, size), gt_masks(mask_b, n, size)
+    return ((mass_inside(maps_a, own_a) - mass_inside(maps_a, own_b))
+            + (mass_inside(maps_b, own_b) - mass_inside(maps_b, own_a)))

@@ -38,7 +38,7 @@ import torch
 
 from camlab.targets.objects import (BinaryTarget, ClassTarget, DetectionTarget, EmbeddingTarget, SegmentationTarget,
                                     as_index, check_classes, class_probability)
-from camlab.targets.outputs import batch_size, detach, logits_of, split, tensors
+from camlab.targets.outputs import batch_size, detach, logits_of, map_tensors, split, tensors
 
 Target = Union[None, int, Sequence, torch.Tensor, Callable[[Any], torch.Tensor]]
 
@@ -133,6 +133,8 @@ def _called(function: Callable, output, n: int | None) -> torch.Tensor:
 
 def _checked_scores(values: torch.Tensor, target) -> torch.Tensor:
     """``values`` unless a score is NaN: then one error naming the image and the usual causes."""
+    if values.device.type == "meta":  # shapes only (a dry run): there are no values to check
+        return values
     nan = torch.isnan(values.detach())
     if bool(nan.any()):
         raise ValueError(f"the target's score of image {int(nan.nonzero()[0, 0])} is NaN (target {target!r}): a NaN "

@@ -127,6 +127,14 @@ def tensors(output: Any) -> list[torch.Tensor]:
     return [tensor for child in _children(output) for tensor in tensors(child)]
 
 
+def map_tensors(output: Any, function: Callable[[torch.Tensor], Any]) -> Any:
+    """``output`` with ``function`` applied to every tensor in it, the structure (tuples, lists, dicts, dataclasses,
+    nested) kept; other objects are kept as they are."""
+    if isinstance(output, torch.Tensor):
+        return function(output)
+    return _mapped(output, lambda child: map_tensors(child, function))
+
+
 def detach(output: Any) -> Any:
     """``output`` with every tensor in it detached (tensors, tuples, lists, dicts, dataclasses; other objects are
     kept as they are)."""
