@@ -1,4 +1,5 @@
-"""Checks for chapter 04, evaluating explanations: box overlap, the paper's localization box, the pointing game."""
+"""Checks for chapter 04, evaluating explanations: box overlap, the paper's localization box, the pointing game, and a
+box threshold chosen on validation scenes and reported on test scenes."""
 from __future__ import annotations
 
 import numpy as np
@@ -55,14 +56,71 @@ POINTING_HIT = [((np.array([[0., 0., 0., 0., 0., 0.5], [0., 0., 0., 0., 0., 0.],
                     False),
                 ((np.array([[0., 0., 0., 0., 0., 0.5], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 1., 0.], [0., 0.,
                     0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.]]), POINTING_MASK.copy(), 2),
-                    True)]
+                    True),
+                # a tie: maxima at (0, 5), 3.16 px from the mask (first in raster order), and at (2, 3), 1 px from it:
+                # half of the tied maxima hit with tolerance 1
+                ((np.array([[0., 0., 0., 0., 0., 1.], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 1., 0., 0.], [0., 0.,
+                    0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.], [0., 0., 0., 0., 0., 0.]]), POINTING_MASK.copy(), 1),
+                    0.5)]
 
 
 def check_pointing_hit(student, hidden: list | None = None) -> CheckResult:
-    """``student(heatmap, mask, tolerance) -> bool``: one round of the pointing game: does the map's maximum lie
-    within ``tolerance`` pixels (Euclidean) of the bool ``mask``? (Maps here have one maximum.)"""
+    """``student(heatmap, mask, tolerance) -> float``: one round of the pointing game, camlab's tie rule: the share
+    of the map's tied maxima that lie within ``tolerance`` pixels (Euclidean) of the bool ``mask`` (1.0 or 0.0 for a
+    single maximum)."""
     name, cases = cases_for("pointing_hit", POINTING_HIT, hidden)
-    return run_check(name, lambda h, m, t: bool(student(h, m, t)), cases,
-                     hint="find the row and column of the map's maximum; it hits when its Euclidean distance to the "
-                          "NEAREST mask pixel is at most the tolerance (inside the mask the distance is 0)",
-                     compare=lambda a, e: a == e)
+    return run_check(name, lambda h, m, t: float(student(h, m, t)), cases,
+                     hint="find every pixel equal to the map's maximum; each hits when its Euclidean distance to the "
+                          "NEAREST mask pixel is at most the tolerance (inside the mask the distance is 0); return "
+                          "the share of them that hit",
+                     compare=lambda a, e: abs(a - float(e)) < 1e-9)
+
+
+#: the threshold experiment's protocol: the chapter's test scenes, and the size of a validation set
+TEST_SEED, SCENES = 2024, 100
+
+
+def threshold_experiment_reference(seed: int) -> tuple[float, np.ndarray]:
+    """The experiment done right: Grad-CAM of ``lab_gap`` at ``features`` for the true class; the box threshold with
+    the lowest GT-known localization error on the validation scenes ``make_scenes(100, seed=seed)``
+    (:func:`camlab.metrics.localization_sweep`'s default thresholds, the smallest on ties), and, at that threshold,
+    whether each of the chapter's test scenes ``make_scenes(100, seed=2024)`` is localized (IoU >= 0.5)."""
+    from camlab.lab import make_scenes, normalise
+    from camlab.methods import GradCAM
+    from camlab.metrics import localization_sweep
+    from camlab.models import load_model
+
+    lab = load_model("lab_gap")
+    explain = GradCAM(lab, layer="features")
+    validation, test = make_scenes(SCENES, seed=seed), make_scenes(SCENES, seed=TEST_SEED)
+    chosen = localization_sweep(explain(normalise(validation.images), target=validation.labels), validation.boxes).best
+    on_test = localization_sweep(explain(normalise(test.images), target=test.labels), test.boxes, thresholds=(chosen,))
+    return chosen, on_test.correct[0].numpy()
+
+
+def _same_threshold_experiment(actual, seed) -> bool:
+    """The same threshold (to 1e-9) and a per-scene outcome array whose share of localized scenes is within one scene
+    of the reference's (a near-tie at the box's edge may be settled differently)."""
+    chosen, outcomes = threshold_experiment_reference(seed)
+    try:
+        threshold, localized = float(actual[0]), np.asarray(actual[1], dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError, IndexError):
+        return False
+    return (abs(threshold - chosen) < 1e-9 and localized.shape == (SCENES,)
+            and abs(localized.mean() - outcomes.mean()) <= 1 / SCENES + 1e-9)
+
+
+def check_threshold_experiment(student, seed: int, hidden: list | None = None) -> CheckResult:
+    """``student(seed) -> (threshold, localized)``: the threshold chosen on the validation scenes of the student's
+    own ``seed`` (``STUDENT_SEED``) and the (100,) per-scene outcomes on the chapter's test scenes at that threshold
+    (:func:`threshold_experiment_reference`); ``hidden`` lists further seeds. The reference is computed after the
+    student's function has returned. The student builds the boxes with their own ``localization_box`` and ``iou``
+    (Exercises 1-2): while a submission is graded camlab's ``box_from_map`` and ``iou`` raise in its sandbox
+    (:data:`camlab.exercises.OWN_WORK`), so ``localization_sweep`` is not available to it."""
+    seeds = [seed] if hidden is None else [int(s) for s in hidden]
+    name = "threshold experiment" if hidden is None else "threshold experiment (hidden seeds)"
+    return run_check(
+        name, student, [((s,), s) for s in seeds], compare=_same_threshold_experiment,
+        hint="choose the threshold on make_scenes(100, seed=seed) only (thresholds 0.05, 0.10, ..., 0.95; the lowest "
+             "GT-known error, the smallest threshold on ties), then apply that one threshold to the test scenes "
+             "(seed 2024) and return it with the per-scene outcomes there")
