@@ -168,3 +168,15 @@ def test_a_student_version_opened_from_its_badge_holds_no_solution_and_no_hidden
         text = path.read_text(encoding="utf-8")
         assert BEGIN_SOLUTION not in text and BEGIN_HIDDEN not in text and "<details>" not in text, path.name
         assert "notebooks/student/" + path.name in text, f"{path.name}: its badge opens another notebook"
+
+
+@pytest.mark.parametrize("stem", sorted(CHAPTERS))
+def test_every_nbgrader_cell_has_the_fields_nbgraders_validator_requires(stem):
+    """nbgrader's ``generate_assignment`` rejects the whole notebook when one cell lacks ``locked`` (a written
+    answer cell without it did so for chapter 04)."""
+    instructor = nbformat.read(notebooks_dir() / f"{stem}.ipynb", as_version=4)
+    required = {"grade", "solution", "locked", "grade_id", "schema_version"}
+    incomplete = [(index, sorted(required - set(cell.metadata["nbgrader"])))
+                  for index, cell in enumerate(instructor.cells)
+                  if "nbgrader" in cell.metadata and required - set(cell.metadata["nbgrader"])]
+    assert not incomplete, f"{stem}: cells whose nbgrader metadata lacks fields: {incomplete}"
