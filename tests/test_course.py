@@ -48,11 +48,13 @@ def test_chapter_has_the_current_colab_badge_and_setup_cell(stem):
 
 
 def test_readme_course_table_opens_every_chapter_in_colab():
+    """Each row's chapter link and Colab badge open the students' version; only the link named "worked solutions"
+    opens the instructor's notebook."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert sync_readme(readme) == readme, "README badges are out of date: run `camlab course badges`"
     rows = [line for line in readme.splitlines() if line.startswith("| [") and "](notebooks/" in line]
     for stem in CHAPTERS:
-        assert any(f"(notebooks/{stem}.ipynb) {badge(stem)} |" in row for row in rows), f"no badge for {stem}"
+        assert any(f"(notebooks/student/{stem}.ipynb) {badge(stem)} |" in row for row in rows), f"no badge for {stem}"
 
 
 def test_install_source_is_this_distribution_at_the_tag_of_this_version():
@@ -107,8 +109,8 @@ def test_readme_sync_touches_only_the_course_rows_and_is_idempotent():
     synced = sync_readme(text)
     assert synced.splitlines() == [
         "intro [00](notebooks/00_tour.ipynb) stays",
-        f"| [00 · Tour](notebooks/00_tour.ipynb) {badge('00_tour')} | topics | 10 |",
-        f"| [02 · Grad-CAM](notebooks/02_gradcam.ipynb) {badge('02_gradcam')} | maths | 30 * |",
+        f"| [00 · Tour](notebooks/student/00_tour.ipynb) {badge('00_tour')} | topics | 10 |",
+        f"| [02 · Grad-CAM](notebooks/student/02_gradcam.ipynb) {badge('02_gradcam')} | maths | 30 * |",
         "| 1 CAM review | 01 |"]
     assert sync_readme(synced) == synced
 

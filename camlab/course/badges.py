@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from camlab.course.colab import BADGE_IMAGE, badge, setup_cell
+from camlab.course.colab import BADGE_IMAGE, STUDENT_FOLDER, badge, setup_cell
 
-_README_ROW = re.compile(r"^(\| \[[^\]]+\]\(notebooks/(?P<stem>[\w-]+)\.ipynb\))"
+_README_ROW = re.compile(r"^\| (?P<title>\[[^\]]+\])\(notebooks/(?:student/)?(?P<stem>[\w-]+)\.ipynb\)"
                          r"(?: \[!\[Open In Colab\]\([^)]*\)\]\([^)]*\))?(?: · \[[^\]]*\]\([^)]*\))?")
 
 
@@ -39,15 +39,17 @@ def sync_notebook(notebook, stem: str) -> bool:
 
 
 def sync_readme(text: str) -> str:
-    """The README with the current badge after each notebook link that opens a table row."""
-    return "\n".join(_README_ROW.sub(lambda m: f"{m[1]} {badge(m['stem'])}", line) for line in text.split("\n"))
+    """The README with each table row's chapter link pointing at the students' version and the current badge (the
+    students' version in Colab, then the worked solutions) after it."""
+    return "\n".join(_README_ROW.sub(
+        lambda m: f"| {m['title']}({STUDENT_FOLDER}/{m['stem']}.ipynb) {badge(m['stem'])}", line)
+        for line in text.split("\n"))
 
 
 def sync_student_versions(root: Path, check: bool = False) -> list[Path]:
     """Bring ``root/notebooks/student/`` up to date with the instructor's notebooks (only list with ``check``)."""
     import nbformat
 
-    from camlab.course.colab import STUDENT_FOLDER
     from camlab.course.student import student_notebook
 
     folder, stale = root / STUDENT_FOLDER, []
