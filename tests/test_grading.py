@@ -450,3 +450,22 @@ def test_without_bubblewrap_the_grader_refuses_and_names_the_package(monkeypatch
             sandbox.check_available()
     finally:
         sandbox.check_available.cache_clear()
+
+
+def test_a_python_and_camlab_under_tmp_stay_visible_inside_the_sandbox(tmp_path, bwrap, monkeypatch):
+    """The sandbox's /tmp is an empty tmpfs; a read-only root that lives under /tmp (CI's fresh virtual environment
+    in ``mktemp -d``, a clone in /tmp) must be mounted over it, not hidden by it: on a clean CI run every
+    submission was 'rejected' because the worker's own Python was gone."""
+    import subprocess
+
+    from camlab.course import sandbox
+
+    root = tmp_path / "venv"
+    root.mkdir()
+    (root / "marker").write_text("visible")
+    assert str(root).startswith("/tmp/")
+    monkeypatch.setattr(sandbox, "_read_only_roots", lambda: [root])
+    command = sandbox.bwrap_command(sandbox.check_available(), sandbox.Limits())
+    command = command[:command.index(sandbox.sys.executable)] + ["/bin/cat", str(root / "marker")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == "visible", result.stderr

@@ -1,5 +1,5 @@
 """The notebooks' printed outputs do not depend on the last bits of a float: the suite checks every notebook under
-an arithmetic other than the one that stored its outputs (tests/conftest.py, PERTURBED_ARITHMETIC). Here: that
+an arithmetic other than the one that stored its outputs (the root conftest.py, PERTURBED_ARITHMETIC). Here: that
 perturbation really changes raw floats, so the nbval run that passes under it proves something."""
 from __future__ import annotations
 
@@ -41,7 +41,15 @@ def test_notebook_kernels_get_the_perturbed_arithmetic(monkeypatch):
     would silently run under the native arithmetic again."""
     import nbval.plugin
 
-    import conftest
+    import importlib.util
+    from pathlib import Path
+
+    # the repository's root conftest.py by its path: `import conftest` finds tests/conftest.py first when pytest
+    # puts tests/ on sys.path (a fresh clone in CI)
+    root_conftest = Path(__file__).resolve().parent.parent / "conftest.py"
+    spec = importlib.util.spec_from_file_location("root_conftest", root_conftest)
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
 
     assert hasattr(nbval.plugin, "IPyNbCell")
     environment = {}

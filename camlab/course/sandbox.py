@@ -92,10 +92,12 @@ def bwrap_command(bwrap: str, limits: Limits) -> list[str]:
             command += ["--symlink", os.readlink(f"/{name}"), f"/{name}"]
         elif os.path.isdir(f"/{name}"):
             command += ["--ro-bind", f"/{name}", f"/{name}"]
+    # the empty /tmp first, then the read-only roots: a Python or camlab that lives under /tmp (a CI's fresh
+    # virtual environment, a clone in /tmp) is mounted over it instead of being hidden by it
+    command += ["--size", str(limits.file_bytes), "--tmpfs", "/tmp", "--dir", "/tmp/home", "--dir", "/tmp/work"]
     for root in _read_only_roots():
         command += ["--ro-bind", str(root), str(root)]
-    command += ["--size", str(limits.file_bytes), "--tmpfs", "/tmp", "--dir", "/tmp/home", "--dir", "/tmp/work",
-                "--chdir", "/tmp/work", "--clearenv"]
+    command += ["--chdir", "/tmp/work", "--clearenv"]
     env = {"HOME": "/tmp/home", "TMPDIR": "/tmp", "IPYTHONDIR": "/tmp/home/.ipython", "MPLCONFIGDIR": "/tmp/home",
            "JUPYTER_CONFIG_DIR": "/tmp/home/.jupyter", "JUPYTER_DATA_DIR": "/tmp/home/.jupyter",
            "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg",
