@@ -291,8 +291,12 @@ def test_the_capstone_guard_holds_for_camlabs_own_channel_weights(tmp_path, bwra
         nbformat.write(notebook, tmp_path / student / "08_summary.ipynb")
     teacher, borrower = grade([tmp_path / "teacher" / "08_summary.ipynb", tmp_path / "borrower" / "08_summary.ipynb"],
                               tmp_path / "release", Options(timeout=30))
-    assert [row["points"] for row in teacher["rows"]] == [2.0, 2.0]
-    assert borrower["rows"][0]["points"] == 0.0 and borrower["rows"][0]["status"] == "failed"
+    # the two capstone classes; the chapter's seeded experiment needs lesson cells this cut release leaves out
+    capstone = ("ch08_custom_xgradcam_check", "ch08_custom_maxgrad_check")
+    teacher_points = {row["exercise"]: row["points"] for row in teacher["rows"]}
+    assert [teacher_points[name] for name in capstone] == [2.0, 2.0]
+    borrowed_row = next(row for row in borrower["rows"] if row["exercise"] == capstone[0])
+    assert borrowed_row["points"] == 0.0 and borrowed_row["status"] == "failed"
 
 
 def test_the_command_writes_gradebook_feedback_and_merges_results_graded_apart(graded, tmp_path, capsys):
