@@ -1,9 +1,10 @@
 """SS-CAM, IS-CAM, FullGrad, Seg-Eigen-CAM, RefineCAM, SESS and Deep Feature Factorization against their peers
-(torchcam 0.5 for SS-CAM / IS-CAM, pytorch-grad-cam 1.5.7 for the rest) on efficientnet_lite0, batch 8, 224 x 224,
-CPU, interleaved rounds: each round runs every case once, in the same order, and each method's ratio camlab / peer is
-taken within the round; the summary is the median and the range of the ratios over the rounds.
+(torchcam 0.5 for SS-CAM / IS-CAM, pytorch-grad-cam 1.5.7 for the rest) on efficientnet_lite0, batch 8
+(``--batch``), 224 x 224, CPU, interleaved rounds: each round runs every case once, in the same order, and each
+method's ratio camlab / peer is taken within the round; the summary is the median and the range of the ratios over
+the rounds.
 
-    python benchmarks/bench_score_family.py [--rounds 3] [--samples 2] [--only sscam,iscam]
+    python benchmarks/bench_score_family.py [--rounds 3] [--samples 2] [--only sscam,iscam] [--batch 8] [--photo]
 
 Settings (the same for both sides): target class 285; layer ``bn2`` (1280 x 7 x 7) for Seg-Eigen-CAM, SESS and
 DFF; Score-CAM's variants at ``blocks.5`` (192 x 7 x 7) with ``--samples`` noisy / scaled masks per channel (at
@@ -106,10 +107,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--samples", type=int, default=2)
     parser.add_argument("--only", default="")
+    parser.add_argument("--batch", type=int, default=8, help="images per call (default 8)")
+    parser.add_argument("--photo", action="store_true",
+                        help="the cat photo, repeated, instead of seeded noise (on noise DFF's NMF never converges and "
+                             "runs all 200 iterations on both sides; on the photo it stops after about 50-90)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     model = camlab.load_model("efficientnet_lite0")
-    x = torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    x = (camlab.preprocess(camlab.load_image("cat"), model).repeat(args.batch, 1, 1, 1) if args.photo
+         else torch.randn(args.batch, 3, 224, 224, generator=torch.Generator().manual_seed(0)))
     cases = pairs(model, x, args.samples)
     if args.only:
         cases = {name: cases[name] for name in args.only.split(",")}

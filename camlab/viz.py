@@ -177,7 +177,7 @@ def _wrap(title: str, width: float) -> str:
 
 def _add_colorbars(figure, axes, scales) -> None:
     """One colorbar at the right of the figure when all its heat maps share one scale (maps in [0, 1]), else one
-    beside each heat map."""
+    beside each heat map; each says what its colours measure ("map value", or "signed map value (white = 0)")."""
     from matplotlib.cm import ScalarMappable
 
     keyed = [(axis, scale) for axis, scale in zip(axes, scales) if scale is not None]
@@ -187,6 +187,7 @@ def _add_colorbars(figure, axes, scales) -> None:
         bar = figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=group, fraction=0.05 if len(group) == 1
                               else 0.02, pad=0.02, shrink=0.9)
         bar.ax.tick_params(labelsize=8)
+        bar.set_label("signed map value (white = 0)" if norm.vmin < 0 else "map value", fontsize=8)
 
 
 def show(image=None, maps: Mapping[str, object] | Sequence | None = None, titles: Sequence[str] | None = None,

@@ -122,6 +122,14 @@ def test_a_figure_mixing_signed_and_unit_maps_gets_a_colorbar_beside_each_map():
     assert [tuple(map(float, bar.get_ylim())) for bar in colorbars(figure)] == [(0.0, 1.0), (-2.0, 2.0), (0.0, 1.0)]
 
 
+def test_every_colorbar_says_what_its_colours_measure():
+    signed = torch.tensor([[-1.0, 0.5], [0.0, 2.0]])
+    figure = camlab.show(None, {"unit": torch.rand(4, 4), "signed": signed})
+    assert [bar.get_ylabel() for bar in colorbars(figure)] == ["map value", "signed map value (white = 0)"]
+    shared = camlab.show(None, {"a": torch.rand(4, 4), "b": torch.rand(4, 4)})
+    assert [bar.get_ylabel() for bar in colorbars(shared)] == ["map value"]
+
+
 def test_pictures_get_no_colorbar_and_colorbar_false_removes_them():
     picture = gradient_image(torch.randn(3, 8, 8))
     assert colorbars(camlab.show(Image.new("RGB", (8, 8)), {"guided backprop": picture})) == []

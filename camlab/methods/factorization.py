@@ -19,19 +19,24 @@ from camlab.targets import Target
 
 
 def _coordinate_pass(data: torch.Tensor, factor: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """One sweep of coordinate descent on ``factor`` (m,k) for ``data`` (m,n) ~ ``factor @ other.T`` (``other``
-    (n,k)), one component after the other, each column updated in place by its exact non-negative minimiser; returns
-    the sweep's projected-gradient violation (the stopping measure)."""
-    gram = other.T @ other
-    correlation = data @ other
-    violation = data.new_zeros(())
-    for t in range(factor.shape[1]):
-        gradient = factor @ gram[:, t] - correlation[:, t]
-        projected = torch.where(factor[:, t] == 0, gradient.clamp_max(0), gradient)
-        violation = violation + projected.abs().sum()
-        if gram[t, t] != 0:
-            factor[:, t] = (factor[:, t] - gradient / gram[t, t]).clamp_min(0)
-    return violation
+    """One sweep of coordinate descent on ``factor`` (k,a) for ``data`` (b,a) ~ ``other.T @ factor`` (``other``
+    (k,b)), one component (row of ``factor``) after the other, each updated in place by its exact non-negative
+    minimiser; returns the sweep's projected-gradient violation (the stopping measure).
+
+    Laid out for speed (the loop is short, so per-operation overhead counts): factors are stored one row per
+    component, so every product is a short-and-wide matrix times a contiguous one (about 3x faster than the
+    tall-and-skinny orientation here) and every update touches a contiguous row; each row's gradient is kept, and the
+    violation is summed once per sweep instead of once per component."""
+    gram = other @ other.T
+    gradients = other @ data
+    at_zero = factor == 0  # a row is changed only at its own turn, so its mask can be taken before the sweep
+    diagonal = gram.diagonal()
+    for t, hessian in enumerate(diagonal.tolist()):
+        row, gradient = factor[t], gradients[t]
+        gradient.addmv_(factor.T, gram[t], beta=-1)
+        if hessian != 0:
+            row.sub_(gradient / diagonal[t]).clamp_min_(0)
+    return torch.where(at_zero, gradients.clamp_max(0), gradients).abs_().sum()
 
 
 def nmf(data: torch.Tensor, n_components: int, *, seed: int = 0, max_iter: int = 200, tol: float = 1e-4,
@@ -59,14 +64,16 @@ def nmf(data: torch.Tensor, n_components: int, *, seed: int = 0, max_iter: int =
                                         dtype=data.dtype).abs()
     else:
         weights, components = (tensor.to(data).clone() for tensor in init)
-    transposed = components.T.contiguous()
+    weights_by_row, components = weights.T.contiguous(), components.contiguous()
+    data, transposed_data = data.contiguous(), data.T.contiguous()
     first = None
     for _ in range(max_iter):
-        violation = _coordinate_pass(data, weights, transposed) + _coordinate_pass(data.T, transposed, weights)
+        violation = (_coordinate_pass(transposed_data, weights_by_row, components)
+                     + _coordinate_pass(data, components, weights_by_row))
         first = violation if first is None else first
         if first == 0 or violation / first <= tol:
             break
-    return weights, transposed.T.contiguous()
+    return weights_by_row.T.contiguous(), components
 
 
 def nonnegative_shift(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,12 +135,16 @@ class DeepFeatureFactorization:
         self.seed, self.max_iter, self.tol = seed, max_iter, tol
 
     def __call__(self, x: torch.Tensor) -> Concepts:
-        activations = self._activations(x, raw=True).double()
+        activations = self._activations(x, raw=True)
+        # factorised in the activations' precision, at least float32 (as scikit-learn, and so the peer, do):
+        # float64 would make the two products with the data per iteration ~3x slower for the same error
+        activations = activations.to(torch.promote_types(activations.dtype, torch.float32))
         n, channels, *spatial = activations.shape
         matrix = activations.transpose(0, 1).reshape(channels, -1)
         shifted, offset = nonnegative_shift(matrix)
         weights, components = nmf(shifted, self.n_components, seed=self.seed, max_iter=self.max_iter, tol=self.tol)
-        error = float(torch.linalg.norm(shifted - weights @ components) / torch.linalg.norm(shifted).clamp_min(1e-300))
+        error = float(torch.linalg.norm((shifted - weights @ components).double())
+                      / torch.linalg.norm(shifted.double()).clamp_min(1e-300))
         concepts = (weights + offset).T.to(x.dtype)
         maps = components.reshape(self.n_components, n, *spatial).transpose(0, 1).to(x.dtype)
         maps = upsample(maps, tuple(x.shape[2:]))

@@ -48,13 +48,27 @@ def bias_sites(model: nn.Module) -> list[tuple[nn.Module, torch.Tensor]]:
     return sites
 
 
-def _psi(tensor: torch.Tensor, joint: bool) -> torch.Tensor:
-    r"""The paper's post-processing :math:`\psi` before upsampling: absolute value, then min-max scaling to [0, 1],
-    per image and channel, or per image over all channels (``joint``); a flat map gives 0."""
-    flat = tensor.abs().flatten(1 if joint else 2)
+def _psi(tensor: torch.Tensor) -> torch.Tensor:
+    r"""The paper's post-processing :math:`\psi` before upsampling, for the input-gradient term: absolute value, then
+    min-max scaling to [0, 1] per image over all its channels; a flat map gives 0."""
+    flat = tensor.abs().flatten(1)
     low = flat.amin(dim=-1, keepdim=True)
     scaled = safe_divide(flat - low, flat.amax(dim=-1, keepdim=True) - low)
     return scaled.reshape(tensor.shape)
+
+
+def _scaled_channel_sum(tensor: torch.Tensor) -> torch.Tensor:
+    r"""(N,h,w) :math:`\sum_c \psi(t_c)` of an (N,C,h,w) tensor with :math:`\psi` (absolute value, min-max scaling
+    to [0, 1]; 0 for a flat channel) per image and channel, computed without materialising the scaled tensor:
+    with :math:`a = |t|` and :math:`l_c, u_c` its minimum and maximum, :math:`\sum_c (a_c - l_c) / (u_c - l_c) =
+    \sum_c w_c a_c - \sum_c w_c l_c`, :math:`w_c = 1 / (u_c - l_c)` (0 for a flat channel): one pass for the
+    extremes and one weighted channel sum, where the scaled tensor took five."""
+    magnitude = tensor.abs().to(torch.promote_types(tensor.dtype, torch.float32))  # 1 / range overflows float16
+    low, high = torch.aminmax(magnitude.flatten(2), dim=-1)
+    weights = safe_divide(torch.ones_like(high), high - low)
+    summed = torch.einsum("nc...,nc->n...", magnitude, weights) - (weights * low).sum(dim=1).view(
+        -1, *([1] * (tensor.ndim - 2)))
+    return summed.to(tensor.dtype)
 
 
 @register("fullgrad")
@@ -102,9 +116,14 @@ class FullGrad(Explainer):
             gradients = torch.autograd.grad(target_scores.sum(), [inputs] + [z for z, _ in recorded],
                                             allow_unused=True)
         size = tuple(x.shape[2:])
-        saliency = _psi(gradients[0] * inputs.detach(), joint=True).sum(dim=1)
+        saliency = _psi(gradients[0] * inputs.detach()).sum(dim=1)
+        by_resolution: dict[tuple[int, ...], torch.Tensor] = {}
         for gradient, (_, bias) in zip(gradients[1:], recorded):
             if gradient is not None:
-                layer_map = _psi(gradient * bias.to(gradient.dtype).view(1, -1, 1, 1), joint=False).sum(dim=1)
-                saliency = saliency + upsample(layer_map, size)
+                layer_map = _scaled_channel_sum(gradient * bias.to(gradient.dtype).view(1, -1, 1, 1))
+                resolution = tuple(layer_map.shape[1:])
+                by_resolution[resolution] = by_resolution.get(resolution, 0) + layer_map
+        # bilinear upsampling is linear: the layers of one resolution are summed first and upsampled once
+        for layer_maps in by_resolution.values():
+            saliency = saliency + upsample(layer_maps, size)
         return saliency
