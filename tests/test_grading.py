@@ -408,14 +408,16 @@ def test_cases_from_a_seed_are_the_same_for_the_same_seed_and_differ_for_another
 
 
 def test_the_real_chapter_01_gives_the_instructor_full_marks_and_its_student_version_none(tmp_path, bwrap):
-    """The whole chapter (its lesson cells load the models) graded against the course's own release."""
+    """The whole chapter (its lesson cells load the models) graded against the course's own release, with a secret:
+    the seeded experiment's hidden seeds are then HIDDEN_SEED + ..., a seed from the secret, and the instructor's
+    answer, which computes rather than remembers, still passes."""
     for student, notebook in {"teacher": nbformat.read(notebooks_dir() / "01_cam.ipynb", as_version=4),
                               "newcomer": nbformat.read(notebooks_dir() / "student" / "01_cam.ipynb",
                                                         as_version=4)}.items():
         (tmp_path / student).mkdir()
         nbformat.write(notebook, tmp_path / student / "01_cam.ipynb")
     teacher, newcomer = grade([tmp_path / "teacher" / "01_cam.ipynb", tmp_path / "newcomer" / "01_cam.ipynb"],
-                              options=Options(timeout=120), jobs=2)
+                              options=Options(timeout=120, secret=b"an instructor's secret"), jobs=2)
     assert [row["status"] for row in teacher["rows"]] == ["passed"] * 3 + ["to mark"] * 3   # 3 written answers
     assert [row["points"] for row in newcomer["rows"]] == [0.0] * 6
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +94,22 @@ def test_every_chapter_has_checked_exercises_and_students_see_neither_solutions_
     text = nbformat.writes(student)
     assert BEGIN_HIDDEN not in text and BEGIN_SOLUTION not in text and "hidden=[" not in text
     assert all(not cell.get("outputs") for cell in student.cells)
+
+
+@pytest.mark.parametrize("stem", CHAPTERS)
+def test_a_seeded_experiments_hidden_seeds_come_from_the_graders_secret(stem):
+    """Every chapter has a check that reruns the student's experiment on other seeds; those seeds are
+    ``HIDDEN_SEED + ...``, and the grader sets ``HIDDEN_SEED`` from the instructor's secret and the chapter, so the
+    hidden seeds are in no notebook (the instructor's notebook sets ``HIDDEN_SEED = 0`` for reproducible outputs)."""
+    notebook = instructor(stem)
+    code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+    assert re.search(r"^HIDDEN_SEED = 0\b", code, re.MULTILINE), f"{stem}: no HIDDEN_SEED line next to STUDENT_SEED"
+    seeded = [cell.source.split(BEGIN_HIDDEN)[1] for cell in notebook.cells
+              if is_check(cell) and BEGIN_HIDDEN in cell.source and "seed=STUDENT_SEED" in cell.source]
+    assert seeded, f"{stem}: no check reruns the experiment on hidden seeds"
+    for hidden in seeded:
+        lists = re.findall(r"hidden=\[([^\]]*)\]", hidden)
+        assert lists and all(seeds.startswith("HIDDEN_SEED + ") for seeds in lists), (stem, lists)
 
 
 @pytest.mark.parametrize("stem", CHAPTERS)
