@@ -145,10 +145,12 @@ def write_student_versions(out_dir: str | Path, notebooks: list[str | Path] | No
     return written
 
 
-def run_check_cell(exercise: str, answer, hidden: bool = True, notebook: str | Path | None = None) -> bool:
+def run_check_cell(exercise: str, answer, hidden: bool = True, notebook: str | Path | None = None,
+                   hidden_seed: int = 0) -> bool:
     """Run the instructor's check cell of ``exercise`` (a solution ``grade_id`` such as ``ch01_cam``) with
-    ``answer`` bound to the solution's name, in a namespace holding ``camlab``, ``torch``, ``numpy as np`` and
-    ``STUDENT_SEED = 0`` (the per-student seed a check may use): its
+    ``answer`` bound to the solution's name, in a namespace holding ``camlab``, ``torch``, ``numpy as np``,
+    ``STUDENT_SEED = 0`` (the per-student seed a check may use) and ``HIDDEN_SEED = hidden_seed`` (the grader's seed
+    of the hidden cases; 0 as in the instructor's notebook): its
     hidden tests, or (``hidden=False``) its visible check; True when it passes. ``notebook``: the instructor notebook
     (default: the chapter ``chNN`` names). The tests use it to show that both parts fail plausible wrong answers."""
     import re
@@ -177,7 +179,8 @@ def run_check_cell(exercise: str, answer, hidden: bool = True, notebook: str | P
         code = source[start + len(BEGIN_HIDDEN):end]
     else:
         code = replace_region(source, BEGIN_HIDDEN, END_HIDDEN, None)[0].split("\nif result:")[0]
-    namespace = {"camlab": camlab, "torch": torch, "np": numpy, "STUDENT_SEED": 0, name: answer}
+    namespace = {"camlab": camlab, "torch": torch, "np": numpy, "STUDENT_SEED": 0, "HIDDEN_SEED": int(hidden_seed),
+                 name: answer}
     previous = os.environ.get("CAMLAB_STRICT_CHECKS")
     os.environ["CAMLAB_STRICT_CHECKS"] = "1"
     try:
