@@ -67,7 +67,9 @@ def pairs(model, x, samples: int) -> dict[str, tuple]:
         return run
 
     def pgc_dff():
-        DeepFeatureFactorization(model, modules[LAYER], computation_on_concepts=model.classifier)(x, 5)
+        peer = DeepFeatureFactorization(model, modules[LAYER], computation_on_concepts=model.classifier)
+        peer(x, 5)
+        peer.activations_and_grads.release()  # the peer never releases its hooks: they would pile up on the model
 
     dff = camlab.DeepFeatureFactorization(model, LAYER, n_components=5, head=model.classifier)
     return {

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import camlab
+from camlab.methods import factorization
 from camlab.methods.factorization import nmf, nonnegative_shift
 from camlab.methods.fullgrad import bias_sites
 from camlab.methods.meta import gaussian_blur, window_starts
@@ -221,6 +222,27 @@ def test_nmf_recovers_an_exact_nonnegative_factorisation():
     assert torch.linalg.norm(data - found_w @ found_h) / torch.linalg.norm(data) < 1e-6
     supports = {tuple((row > 1e-6 * row.max()).tolist()) for row in found_h}
     assert supports == {tuple((row > 0).tolist()) for row in h}
+
+
+def test_nmf_runs_on_one_cpu_thread_and_gives_the_callers_thread_count_back():
+    """NMF's small products run on one intra-op thread (a second one loses when a core is busy); the caller's
+    setting is restored afterwards, also when the call fails."""
+    seen = []
+    original = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        data = torch.rand(6, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        nmf(data, 2, seed=0, max_iter=3)
+        assert torch.get_num_threads() == 2
+        with factorization._one_cpu_thread(torch.device("cpu")):
+            seen.append(torch.get_num_threads())
+        assert seen == [1] and torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError):
+            with factorization._one_cpu_thread(torch.device("cpu")):
+                raise RuntimeError("inside")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(original)
 
 
 def test_nmf_refuses_negative_data():
