@@ -6,7 +6,7 @@ import torch
 import camlab
 from camlab.exercises import ch00
 
-from tests.exercise_checks import check  # noqa: F401 (the fixture)
+from tests.exercise_checks import HIDDEN_SEEDS, check, drawn_cases_differ_by_seed  # noqa: F401 (check: the fixture)
 
 
 def top_classes(logits, k, labels):
@@ -70,6 +70,29 @@ def test_last_spatial_layer_passes_the_shape_rule(check):
 ])
 def test_last_spatial_layer_fails_wrong_answers(wrong, check):
     assert not check("ch00_last_spatial_layer", wrong)
+
+
+@pytest.mark.parametrize("hidden_seed", HIDDEN_SEEDS)
+@pytest.mark.parametrize("wrong", [
+    lambda rows: next(name for name, shape in reversed(rows) if len(shape) == 4 and min(shape[2:]) > 1),  # 1 x W
+    lambda rows: next(name for name, shape in reversed(rows) if len(shape) == 4 and shape[2] * shape[3] > 1
+                      and not any(other.startswith(f"{name}.") for other, _ in rows)),   # skips a container's row
+    lambda rows: next(name for name, shape in reversed(rows[:-1]) if len(shape) == 4 and shape[2] * shape[3] > 1),
+    lambda rows: next(rows[i - 1][0] for i, (_, shape) in enumerate(rows) if len(shape) == 4 and shape[2] * shape[3]
+                      == 1),                                                     # the row before the first 1x1
+])
+def test_last_spatial_layer_hidden_cases_catch_the_chapters_traps(wrong, hidden_seed):
+    """The hidden cases are drawn from the grader's HIDDEN_SEED and always hold the chapter's traps: a one-row map, a
+    container after its last child, no classifier at the end, a squeeze gate's 1x1 rows; an answer right on the
+    worked example but wrong on one of them fails."""
+    from camlab.course.student import run_check_cell
+    assert wrong(*ch00.LAST_SPATIAL_LAYER[0][0]) == ch00.LAST_SPATIAL_LAYER[0][1]
+    assert run_check_cell("ch00_last_spatial_layer", last_spatial_layer, hidden_seed=hidden_seed)
+    assert not run_check_cell("ch00_last_spatial_layer", wrong, hidden_seed=hidden_seed)
+
+
+def test_last_spatial_layer_hidden_cases_change_with_the_hidden_seed():
+    assert drawn_cases_differ_by_seed(ch00.LAYER_KINDS)
 
 
 def two_halves(model, image_name, target=None, threshold=0.15):

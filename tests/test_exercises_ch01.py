@@ -7,7 +7,7 @@ import camlab
 from camlab.exercises import ch01
 from camlab.lab import make_scenes
 
-from tests.exercise_checks import check  # noqa: F401 (the fixture)
+from tests.exercise_checks import HIDDEN_SEEDS, check, drawn_cases_differ_by_seed  # noqa: F401 (check: the fixture)
 
 
 def top_k_cams(activations, fc_weight, fc_bias, k):
@@ -119,9 +119,31 @@ def only_the_first_maximum(heatmap, threshold):
     return box(heatmap, threshold)
 
 
-@pytest.mark.parametrize("wrong", [strictly_above, only_the_first_maximum])
-def test_box_from_threshold_hidden_cases_catch_ties(wrong):
-    """The hidden cases hold the edge cases the chapter warns about: a map whose maximum is tied."""
+def range_fraction(heatmap, threshold):
+    """A fraction of the range (min-max scaled map), not of the maximum: right while no value is negative."""
+    return box((heatmap - heatmap.min()) / (heatmap.max() - heatmap.min()), threshold)
+
+
+@pytest.mark.parametrize("hidden_seed", HIDDEN_SEEDS)
+@pytest.mark.parametrize("wrong", [strictly_above, only_the_first_maximum, range_fraction])
+def test_box_from_threshold_hidden_cases_catch_the_chapters_edge_cases(wrong, hidden_seed):
+    """The hidden cases are drawn from the grader's HIDDEN_SEED and always hold the edge cases the chapter warns
+    about: a value exactly at the threshold, tied maxima, negative values; an answer wrong only there fails."""
     from camlab.course.student import run_check_cell
-    assert run_check_cell("ch01_box_from_threshold", box)
-    assert not run_check_cell("ch01_box_from_threshold", wrong)
+    assert run_check_cell("ch01_box_from_threshold", box, hidden_seed=hidden_seed)
+    assert not run_check_cell("ch01_box_from_threshold", wrong, hidden_seed=hidden_seed)
+    assert wrong(*ch01.BOX_FROM_THRESHOLD[0][0]) == ch01.BOX_FROM_THRESHOLD[0][1]     # the worked example passes
+
+
+def test_box_from_threshold_hidden_cases_change_with_the_hidden_seed():
+    assert drawn_cases_differ_by_seed(ch01.BOX_KINDS)
+
+
+def test_a_failing_hidden_case_shows_neither_its_values_nor_the_shape_of_the_result(monkeypatch):
+    """A result's shape is the student's to choose, so it could carry a hidden case's inputs into the feedback:
+    the visible worked examples report it, the hidden cases only their number and the hint."""
+    monkeypatch.delenv("CAMLAB_STRICT_CHECKS", raising=False)
+    leak = lambda heatmap, threshold: torch.zeros(heatmap.shape)                      # noqa: E731
+    assert "your result has shape" in ch01.check_box_from_threshold(leak).message
+    hidden = ch01.check_box_from_threshold(leak, hidden_seed=5)
+    assert not hidden and hidden.message.startswith("case 1 of 10 gives a wrong answer. Hint:")

@@ -7,7 +7,7 @@ import camlab
 from camlab.exercises import ch02
 from camlab.lab import make_scenes
 
-from tests.exercise_checks import check  # noqa: F401 (the fixture)
+from tests.exercise_checks import HIDDEN_SEEDS, check, drawn_cases_differ_by_seed  # noqa: F401 (check: the fixture)
 
 
 def layer_gradients(model, x, layer, class_index):
@@ -69,6 +69,28 @@ def gradient_of_the_softmax(model, x, layer, class_index):
                                    gradient_of_the_softmax])
 def test_layer_gradients_fail_wrong_answers(wrong, check):
     assert not check("ch02_layer_gradients", wrong)
+
+
+def first_image_only(model, x, layer, class_index):
+    """The first image's gradient for every image: right at a layer after the ReLU (a linear head's gradient is its
+    weight row, the same for every image), wrong before it, where each image's ReLU masks its own gradient."""
+    activations, _ = layer_gradients(model, x, layer, class_index)
+    _, gradient = layer_gradients(model, x[:1], layer, class_index)
+    return activations, gradient.expand_as(activations)
+
+
+@pytest.mark.parametrize("hidden_seed", HIDDEN_SEEDS)
+def test_layer_gradients_hidden_cases_catch_a_gradient_shared_by_the_batch(hidden_seed):
+    """The hidden cases are drawn from the grader's HIDDEN_SEED and always hold a layer given by (nested) name, an
+    all-zero image and the convolution before the ReLU for a batch: an answer wrong only there fails."""
+    from camlab.course.student import run_check_cell
+    assert run_check_cell("ch02_layer_gradients", first_image_only, hidden=False)
+    assert run_check_cell("ch02_layer_gradients", layer_gradients, hidden_seed=hidden_seed)
+    assert not run_check_cell("ch02_layer_gradients", first_image_only, hidden_seed=hidden_seed)
+
+
+def test_layer_gradients_hidden_cases_change_with_the_hidden_seed():
+    assert drawn_cases_differ_by_seed(ch02.GRADIENT_KINDS)
 
 
 def softmax_weights(alpha, p, c):

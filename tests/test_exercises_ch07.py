@@ -5,7 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.exercise_checks import check  # noqa: F401 (the fixture)
+from camlab.exercises import ch07
+
+from tests.exercise_checks import HIDDEN_SEEDS, check, drawn_cases_differ_by_seed  # noqa: F401 (check: the fixture)
 
 
 def alpha_eq19(activations, gradients):
@@ -81,6 +83,32 @@ def test_layercam_map_passes_and_fails_without_the_relu_on_gradients(check):
     assert not check("ch07_layercam_map", lambda A, g: (g * A).sum(1).clamp_min(0))  # HiResCAM: the signed gradient
     assert not check("ch07_layercam_map",  # Grad-CAM's spatial average
                      lambda A, g: (g.clamp_min(0).mean((2, 3), keepdim=True) * A).sum(1).clamp_min(0))
+
+
+@pytest.mark.parametrize("hidden_seed", HIDDEN_SEEDS)
+@pytest.mark.parametrize("exercise,right,wrong", [
+    # a small epsilon instead of alpha = 0 where the denominator is 0: wrong only where 2 g^2 + S g^3 cancels
+    ("ch07_gradcampp_alpha", alpha_eq19, lambda A, g: g ** 2 / (2 * g ** 2 + A.sum(dim=(2, 3), keepdim=True) * g ** 3
+                                                               + 1e-7)),
+    # activations clamped at 0 before the masks: wrong only for a channel with negative values
+    ("ch07_scorecam_weights", scorecam_weights, lambda m, x, A, t: scorecam_weights(m, x, A.clamp_min(0), t)),
+    # no final ReLU: wrong only where the activations are negative
+    ("ch07_layercam_map", lambda A, g: (g.clamp_min(0) * A).sum(1).clamp_min(0),
+     lambda A, g: (g.clamp_min(0) * A).sum(1)),
+])
+def test_hidden_cases_catch_the_chapters_edge_cases(exercise, right, wrong, hidden_seed):
+    """The hidden cases are drawn from the grader's HIDDEN_SEED and always hold the edge cases: a denominator that
+    cancels to 0, a channel of negative activations, signed activations. Each answer here is wrong only there: it
+    passes the visible worked example and fails the hidden cases."""
+    from camlab.course.student import run_check_cell
+    assert run_check_cell(exercise, wrong, hidden=False)
+    assert run_check_cell(exercise, right, hidden_seed=hidden_seed)
+    assert not run_check_cell(exercise, wrong, hidden_seed=hidden_seed)
+
+
+@pytest.mark.parametrize("kinds", ["ALPHA_KINDS", "SCORE_KINDS", "LAYERCAM_KINDS"])
+def test_hidden_cases_change_with_the_hidden_seed(kinds):
+    assert drawn_cases_differ_by_seed(getattr(ch07, kinds))
 
 
 def test_checks_leave_the_global_rng_alone(check):

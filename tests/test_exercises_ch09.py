@@ -10,7 +10,9 @@ import torch
 
 import camlab
 
-from tests.exercise_checks import check  # noqa: F401 (the fixture)
+from camlab.exercises import ch09
+
+from tests.exercise_checks import HIDDEN_SEEDS, check, drawn_cases_differ_by_seed  # noqa: F401 (check: the fixture)
 
 
 def tokens_to_grid(tokens, num_prefix_tokens, grid_size):
@@ -38,6 +40,19 @@ def test_tokens_to_grid_is_what_the_lab_vit_patch_embedding_undoes():
 ])
 def test_tokens_to_grid_fails_on_wrong_answers(wrong, check):
     assert not check("ch09_tokens_to_grid", wrong)
+
+
+@pytest.mark.parametrize("hidden_seed", HIDDEN_SEEDS)
+@pytest.mark.parametrize("wrong", [
+    lambda t, p, g: t[:, 1:].reshape(len(t), g[0], g[1], -1).permute(0, 3, 1, 2),           # always one prefix token
+    lambda t, p, g: t[:, p:].reshape(len(t), g[1], g[0], t.shape[-1]).permute(0, 3, 2, 1),  # columns first
+])
+def test_tokens_to_grid_hidden_cases_catch_the_chapters_edge_cases(wrong, hidden_seed):
+    """The hidden cases are drawn from the grader's HIDDEN_SEED and always hold no class token, distillation and
+    register tokens, and grids that are not square."""
+    from camlab.course.student import run_check_cell
+    assert run_check_cell("ch09_tokens_to_grid", tokens_to_grid, hidden_seed=hidden_seed)
+    assert not run_check_cell("ch09_tokens_to_grid", wrong, hidden_seed=hidden_seed)
 
 
 def rollout_step(attention, rolled):
@@ -75,6 +90,16 @@ def test_rollout_step_fails_on_wrong_answers(wrong, check):
     assert not check("ch09_rollout_step", wrong)
 
 
+@pytest.mark.parametrize("hidden_seed", HIDDEN_SEEDS)
+def test_rollout_step_hidden_cases_need_the_mean_of_disagreeing_heads(hidden_seed):
+    """The hidden cases are drawn from the grader's HIDDEN_SEED and always hold 2-4 heads that disagree, rows on a
+    single token and an earlier product that is not the identity: one head instead of their mean fails."""
+    from camlab.course.student import run_check_cell
+    first_head = lambda a, r: _normalised(a[:, 0] + torch.eye(a.shape[-1])) @ r            # noqa: E731
+    assert run_check_cell("ch09_rollout_step", rollout_step, hidden_seed=hidden_seed)
+    assert not run_check_cell("ch09_rollout_step", first_head, hidden_seed=hidden_seed)
+
+
 def relevance_step(attention, gradients, relevance):
     return relevance + (gradients * attention).clamp_min(0).mean(dim=1) @ relevance
 
@@ -105,6 +130,24 @@ def test_relevance_steps_give_camlab_relevance():
 ])
 def test_relevance_step_fails_on_wrong_answers(wrong, check):
     assert not check("ch09_relevance_step", wrong)
+
+
+@pytest.mark.parametrize("hidden_seed", HIDDEN_SEEDS)
+@pytest.mark.parametrize("wrong", [
+    lambda a, g, r: r + (g * a).mean(dim=1).clamp_min(0) @ r,                 # positive part after the mean
+    lambda a, g, r: r + (g * a).clamp_min(0).mean(dim=1) @ r.transpose(1, 2),  # right only for a symmetric R
+])
+def test_relevance_step_hidden_cases_catch_the_chapters_edge_cases(wrong, hidden_seed):
+    """The hidden cases are drawn from the grader's HIDDEN_SEED and always hold heads whose products cancel,
+    gradients that are all negative and a relevance that is not symmetric."""
+    from camlab.course.student import run_check_cell
+    assert run_check_cell("ch09_relevance_step", relevance_step, hidden_seed=hidden_seed)
+    assert not run_check_cell("ch09_relevance_step", wrong, hidden_seed=hidden_seed)
+
+
+@pytest.mark.parametrize("kinds", ["TOKENS_KINDS", "ROLLOUT_KINDS", "RELEVANCE_KINDS"])
+def test_hidden_cases_change_with_the_hidden_seed(kinds):
+    assert drawn_cases_differ_by_seed(getattr(ch09, kinds))
 
 
 def discard_effect(model, seed):

@@ -10,8 +10,10 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import os
 import resource
 import shutil
+import time
 from pathlib import Path
 
 import nbformat
@@ -50,11 +52,11 @@ def solutions(release) -> dict[str, str]:
     return {grading_info(cell)["grade_id"]: cell.source for cell in release.cells if is_solution(cell)}
 
 
-def answered(release, **answers):
+def answered(release, chapter: str = "ch01", **answers):
     """The students' version with some solution cells filled in (by grade_id without ``ch01_``)."""
     notebook = student_notebook(release)
     for cell in notebook.cells:
-        key = grading_info(cell).get("grade_id", "").removeprefix("ch01_")
+        key = grading_info(cell).get("grade_id", "").removeprefix(f"{chapter}_")
         if key in answers:
             cell.source = answers[key]
     return notebook
@@ -107,6 +109,23 @@ def attacks(root: Path, release) -> dict[str, object]:
           "    pass\n" + right["ch01_top_k_cams"]
     guard = ("import camlab.metrics\n_box = camlab.metrics.box_from_map\ndef box_from_threshold(h, t):\n"
              "    return tuple(int(v) for v in _box(h[None], t)[0])\n")
+    hook = ("import camlab.exercises._checking as checking\nseen = []\nshell = get_ipython()\n"
+            "def record(info):   # every cell the worker runs, and the checks switched to 'pass' for what comes\n"
+            "    seen.append(info.raw_cell)\n"
+            "    checking.run_check = lambda name, *a, **k: checking.CheckResult(name, True, 'all cases pass')\n"
+            "def forge(result):  # every cell reported a success, its answers replaced\n"
+            "    result.error_in_exec = result.error_before_exec = None\n"
+            "    shell.user_ns['weight_vs_contribution'] = lambda *a: seen\n"
+            "    raise ValueError('LEAK' + repr(seen))\n"
+            "shell.events.register('pre_run_cell', record)\nshell.events.register('post_run_cell', forge)\n"
+            "def top_k_cams(a, w, b, k):\n    raise ValueError('LEAK' + repr(seen) + repr(a.tolist()))\n")
+    cell_burner = "while True:\n    pass\n"
+    call_burner = ("import signal\ndef box_from_threshold(h, t):\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+                   "    while True:\n        pass\n")
+    fork_bomb = ("import os\nfor _ in range(500):\n    try:\n        if os.fork() == 0:\n            try:\n"
+                 f"                os.execv('/bin/sh', ['sh', '-c', 'sleep 120; :', {TOKEN!r}])\n"
+                 "            finally:\n                os._exit(1)\n    except OSError:\n        break\n"
+                 + unsolved["cam"])
     duplicated = answered(release, top_k_cams=right["ch01_top_k_cams"])
     first = next(i for i, c in enumerate(duplicated.cells) if grading_info(c).get("grade_id") == "ch01_top_k_cams")
     copied = copy.deepcopy(duplicated.cells[first])
@@ -116,7 +135,9 @@ def attacks(root: Path, release) -> dict[str, object]:
                        "def my_top_k(a, w, b, k):\n    logits = a.mean(dim=(2, 3)) @ w.T + b\n"
                        "    classes = torch.sort(-logits, dim=1, stable=True).indices[:, :k]\n"
                        "    return classes, torch.einsum('nck,nkhw->nchw', w[classes], a)")
-    return {
+    return {   # the burner first: the other job grades the rest while it runs into its time limits
+        "burner": answered(release, top_k_cams=right["ch01_top_k_cams"], weight_vs_contribution=cell_burner,
+                           box_from_threshold=call_burner),
         "honest": release, "victim": release, "empty": student_notebook(release),
         "strict_off": answered(release, top_k_cams=strict_off), "patched": answered(release, top_k_cams=patched),
         "transformer": answered(release, top_k_cams=transformer), "frames": answered(release, top_k_cams=frames),
@@ -125,7 +146,36 @@ def attacks(root: Path, release) -> dict[str, object]:
         "outliver": answered(release, top_k_cams=outliver), "recorder": answered(release, top_k_cams=recorder),
         "killer": answered(release, top_k_cams=killer), "hog": answered(release, top_k_cams=hog),
         "guard": answered(release, box_from_threshold=guard), "duplicated": duplicated, "helper": helper,
+        "hook": answered(release, top_k_cams=hook),
+        "fork_bomb": answered(release, top_k_cams=fork_bomb),
     }
+
+
+#: answers through camlab's own implementation of another chapter's exercise: chapter -> (student, grade id, source)
+BORROWED = {
+    "04_evaluation": ("iou_borrower", "ch04_instances_found",
+                      "import camlab.metrics\ndef instances_found(predicted_boxes, true_boxes):\n"
+                      "    pairs = sorted((-camlab.metrics.iou(tuple(p), tuple(t)), i, j)\n"
+                      "                   for i, p in enumerate(predicted_boxes) for j, t in enumerate(true_boxes))\n"
+                      "    used, found = set(), set()\n    for negative, i, j in pairs:\n"
+                      "        if -negative >= 0.5 and i not in used and j not in found:\n"
+                      "            used.add(i)\n            found.add(j)\n    return len(found)\n"),
+    "07_variants": ("layercam_borrower", "ch07_layercam_map",
+                    "import types\n_weights = camlab.LayerCAM.weights   # a reference taken before grading starts\n"
+                    "def layercam_map(activations, gradients):\n"
+                    "    weights = _weights(None, types.SimpleNamespace(gradients=gradients))\n"
+                    "    return (weights * activations).sum(dim=1).clamp_min(0)\n"),
+}
+
+
+def borrowers() -> dict[str, tuple[str, object, object]]:
+    """Student -> (chapter, release, submission) for each :data:`BORROWED` answer."""
+    out = {}
+    for stem, (student, grade_id, source) in BORROWED.items():
+        release = small_release(stem)
+        out[student] = (stem, release, answered(release, chapter=grade_id[:4],
+                                                **{grade_id.removeprefix(grade_id[:5]): source}))
+    return out
 
 
 def malformed(release) -> dict[str, bytes]:
@@ -153,6 +203,11 @@ def graded(tmp_path_factory):
         (root / student).mkdir()
         nbformat.write(notebook, root / student / "01_cam.ipynb")
         paths.append(root / student / "01_cam.ipynb")
+    for student, (stem, chapter_release, notebook) in borrowers().items():
+        nbformat.write(chapter_release, root / "release" / f"{stem}.ipynb")
+        (root / student).mkdir()
+        nbformat.write(notebook, root / student / f"{stem}.ipynb")
+        paths.append(root / student / f"{stem}.ipynb")
     for student, data in malformed(release).items():
         (root / student).mkdir()
         (root / student / "01_cam.ipynb").write_bytes(data)
@@ -167,12 +222,14 @@ def graded(tmp_path_factory):
     paths += [root / "huge" / "01_cam.ipynb", root / "mallory" / "alice_01_cam.ipynb", root / "linked" / "01_cam.ipynb"]
     release_bytes = (root / "release" / "01_cam.ipynb").read_bytes()
     memory_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
     results = grade(paths, root / "release", Options(timeout=TIMEOUT, lesson_timeout=120), jobs=2)
+    seconds = time.perf_counter() - start
     memory_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - memory_before
     by_student = {result["student"]: {row["exercise"].removeprefix("ch01_").removesuffix("_check"): row
                                       for row in result["rows"]} for result in results}
     return {"rows": by_student, "root": root, "release_bytes": release_bytes, "memory_growth_kb": memory_growth,
-            "results": results}
+            "results": results, "seconds": seconds}
 
 
 def points(graded, student: str) -> dict[str, float]:
@@ -239,6 +296,120 @@ def test_memory_output_and_file_size_are_limited_and_the_grader_unharmed(graded)
 def test_camlabs_own_implementation_earns_nothing_even_through_an_earlier_reference(graded):
     row = graded["rows"]["guard"]["box_from_threshold"]
     assert row["points"] == 0.0 and row["status"] == "failed" and "PermissionError" in row["message"]
+
+
+@pytest.mark.parametrize("chapter", sorted(BORROWED))
+def test_camlabs_own_answer_to_another_chapters_exercise_earns_nothing(graded, chapter):
+    """The own-work trap beyond chapter 01: the answer below is right (it passes the check where camlab is not
+    trapped), and in grading it gets 0 because it calls camlab's implementation."""
+    import camlab.exercises
+
+    student, grade_id, source = BORROWED[chapter]
+    namespace = {"camlab": camlab, "torch": torch}
+    exec(source, namespace)
+    assert getattr(camlab.exercises, f"check_{grade_id[5:]}")(namespace[grade_id[5:]])
+    row = graded["rows"][student][grade_id]
+    assert row["points"] == 0.0 and row["status"] == "failed" and "PermissionError" in row["message"]
+
+
+def test_chapter_07s_traps_leave_the_methods_its_experiment_runs():
+    """The seeded missed-instances experiment (3 points) runs Grad-CAM and Grad-CAM++: trapping their weights
+    failed every honest submission. The exercises' own answers (LayerCAM's and Score-CAM's weights, the check
+    module's references) stay trapped. In a subprocess: the traps change code objects for good."""
+    import subprocess
+    import sys
+
+    code = ("import torch, camlab\nfrom camlab.course.worker import trap_own_work\n"
+            "from camlab.exercises._own_work import own_work_for\ntrap_own_work(own_work_for('07_variants'))\n"
+            "model = camlab.load_model('lab_vgg')\nx = torch.rand(1, 3, 64, 64)\n"
+            "for method in (camlab.GradCAM, camlab.GradCAMPlusPlus):\n"
+            "    assert method(model, layer='features.10')(x, target=0).shape == (1, 64, 64)\n"
+            "for trapped in (lambda: camlab.LayerCAM(model, layer='features.10')(x, target=0),\n"
+            "                lambda: camlab.exercises.ch07.layercam_map_reference(x, x)):\n"
+            "    try:\n        trapped()\n        raise SystemExit('not trapped')\n"
+            "    except PermissionError:\n        pass\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_event_hooks_of_a_submission_change_no_verdict_and_see_no_check(graded):
+    """`pre_run_cell` / `post_run_cell` hooks that record every cell, switch the checks to 'pass', mark every cell a
+    success and swap an answer: the checks and the hidden cases never run in the submission's process."""
+    assert points(graded, "hook") == NONE
+    messages = [row["message"] for result in graded["results"] for row in result["rows"]]
+    assert not any("LEAK" in message or "HIDDEN" in message or "hidden=" in message for message in messages)
+
+
+def test_a_cpu_burner_is_stopped_by_the_time_limits_and_keeps_what_it_solved(graded):
+    """A busy loop in a solution cell is stopped by the cell's time limit (its later answers still graded); one
+    that ignores the alarm inside a checked function is killed by the grader's own deadline. The honest and victim
+    submissions graded beside it keep full marks."""
+    rows = graded["rows"]["burner"]
+    assert points(graded, "burner") == {"top_k_cams": 2.0, "weight_vs_contribution": 0.0, "box_from_threshold": 0.0}
+    assert "stopped answering (time limit" in rows["box_from_threshold"]["message"]
+    assert points(graded, "honest") == points(graded, "victim") == FULL
+
+
+def test_a_fork_bomb_earns_nothing_and_disturbs_no_other_submission(graded):
+    """500 forks (each a shell that would sleep 120 s): the process limit refuses most of them, the sandbox's
+    end kills the rest (test_no_process_of_a_submission_outlives_its_grading looks for them)."""
+    assert points(graded, "fork_bomb") == NONE
+    assert points(graded, "honest") == points(graded, "victim") == FULL
+
+
+FORK_BOMB = ("import os, time\nforked, refusal = 0, None\ntry:\n    for _ in range(200):\n"
+             "        if os.fork() == 0:\n            time.sleep(60)\n            os._exit(0)\n        forked += 1\n"
+             "except OSError as error:\n    refusal = type(error).__name__\n"
+             "def report():\n    return forked, refusal\n")
+
+
+def test_the_process_limit_stops_a_fork_bomb(bwrap):
+    """The kernel's per-user process limit, which it never applies to root: a root grader runs each sandbox as a user
+    of its own, so the limit holds there too."""
+    from camlab.course.remote import Remote, Session
+    from camlab.course.sandbox import Limits
+
+    session = Session(Limits(processes=16))
+    try:
+        assert session.run([FORK_BOMB], 30, []) == [{"status": "ok", "error": ""}]
+        forked, refusal = Remote(session, "report")()
+    finally:
+        session.close()
+    assert refusal == "BlockingIOError" and forked < 16
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="a grader that is not root shares its user's process count with its "
+                                             "sandboxes (the kernel counts per user)")
+def test_a_fork_bomb_at_its_limit_leaves_another_sandbox_free_to_start_processes(bwrap):
+    from camlab.course.remote import Remote, Session
+    from camlab.course.sandbox import Limits
+
+    neighbour, bomb = Session(Limits(processes=16)), Session(Limits(processes=16))
+    try:
+        bomb.run([FORK_BOMB], 30, [])
+        assert Remote(bomb, "report")()[1] == "BlockingIOError"
+        neighbour.run(["import os\ndef children(n):\n    pids = [os.fork() or os._exit(0) for _ in range(n)]\n"
+                       "    return sum(os.waitpid(pid, 0)[0] == pid for pid in pids)"], 30, [])
+        assert Remote(neighbour, "children")(12) == 12
+    finally:
+        bomb.close()
+        neighbour.close()
+
+
+def test_the_cpu_time_limit_kills_a_burner_that_ignores_every_signal(bwrap):
+    """SIGALRM (the cell's time limit) and SIGXCPU ignored: the kernel's CPU-time limit still kills it (SIGKILL at
+    the hard limit), long before the cell's own limit of 120 s."""
+    from camlab.course.remote import Session
+    from camlab.course.sandbox import Limits
+
+    session = Session(Limits(cpu_seconds=6))
+    start = time.perf_counter()
+    try:
+        results = session.run(["import signal\nfor sig in (signal.SIGALRM, signal.SIGXCPU):\n"
+                               "    signal.signal(sig, signal.SIG_IGN)\nwhile True:\n    pass"], 120, [])
+    finally:
+        session.close()
+    assert results == [] and time.perf_counter() - start < 30
 
 
 @pytest.mark.parametrize("student,reason", [

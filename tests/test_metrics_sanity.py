@@ -33,6 +33,30 @@ def test_sanity_check_never_touches_the_users_model_or_the_global_rng():
     assert result == sanity_check(net, X, "gradcam", layer=net.features[2])  # seeded: repeats
 
 
+def test_a_cascade_written_by_hand_with_step_seed_reproduces_sanity_check_exactly():
+    """The cascade is nothing more than: copy, re-initialise each layer from the top under ``step_seed``, compare."""
+    import copy
+
+    from camlab.metrics import saliency, spearman
+    from camlab.metrics.sanity import step_seed
+
+    net, classes = gap_net(), [0, 1]
+    copied = copy.deepcopy(net)
+    modules = dict(copied.named_modules())
+    original = saliency(camlab.GradCAM(copied, layer="features.2")(X, classes))
+    by_hand = {}
+    for step, name in enumerate(["fc", "features.2", "features.0"]):
+        with torch.random.fork_rng():
+            torch.manual_seed(step_seed(5, step))
+            modules[name].reset_parameters()
+        randomized = saliency(camlab.GradCAM(copied, layer="features.2")(X, classes))
+        by_hand[name] = sum(spearman(a, b) for a, b in zip(original, randomized)) / len(X)
+    result = sanity_check(net, X, "gradcam", layer="features.2", target=classes, seed=5)
+    assert list(result) == list(by_hand)
+    assert all(abs(result[name] - by_hand[name]) < 1e-12 for name in result)
+    assert result != sanity_check(net, X, "gradcam", layer="features.2", target=classes, seed=6)
+
+
 def test_sanity_check_cam_follows_the_classifier_and_maps_come_back():
     """Randomizing only 'features.0' (the bottom) still changes CAM; the original map correlates 1 with itself."""
     net = gap_net()

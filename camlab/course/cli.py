@@ -91,7 +91,7 @@ def _grade_parser(tools) -> None:
     grade.add_argument("--timeout", type=float, default=60, help="seconds per student cell and per check call")
     grade.add_argument("--lesson-timeout", type=float, default=600, help="seconds per cell of the chapter's own code")
     grade.add_argument("--memory-mb", type=int, default=6144, help="address space per sandboxed process (MiB)")
-    grade.add_argument("--processes", type=int, default=64, help="processes per sandbox (not enforced for root)")
+    grade.add_argument("--processes", type=int, default=64, help="processes and threads per sandbox")
     grade.add_argument("--max-mb", type=int, default=20, help="the largest submission file read (MiB)")
     grade.add_argument("--roster", help="the roster CSV (student ids), to give each student's seed to the checks")
     grade.add_argument("--secret-file", help="the instructor's secret (keep it outside the repository)")

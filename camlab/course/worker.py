@@ -89,6 +89,21 @@ def trap_own_work(names: list[str]) -> None:
         setattr(owner, last, namespace["trap"])
 
 
+def drop_privileges() -> None:
+    """In a root grader's sandbox (:func:`camlab.course.sandbox.bwrap_command`), become the sandbox's own user
+    ``CAMLAB_SANDBOX_UID`` (user, group and saved ids, no supplementary groups: every capability is gone) before any
+    submission code runs, so that the kernel applies the process limit; refuse to go on as root."""
+    wanted = os.environ.get("CAMLAB_SANDBOX_UID")
+    if not wanted or os.getuid() != 0:
+        return
+    uid = int(wanted)
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (uid, uid, uid):
+        raise SystemExit("the worker could not leave root")
+
+
 def run_cells(shell, cells: list[str], timeout: float, reply) -> None:
     for index, source in enumerate(cells):
         try:
@@ -132,6 +147,7 @@ def answer_call(shell, message: dict, handles: list, timeout: float) -> dict:
 
 
 def main() -> None:
+    drop_privileges()
     protocol_in = os.fdopen(os.dup(0), "r", encoding="utf-8")
     protocol_out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     null = os.open(os.devnull, os.O_RDWR)

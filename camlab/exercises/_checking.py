@@ -2,14 +2,18 @@
 clear pass, fail or "not done yet" with a hint (in words, never the solution), and return the result.
 
 A notebook's check cell calls a ``check_*`` twice: with its visible worked examples (shipped here) and, between
-nbgrader's ``### BEGIN HIDDEN TESTS`` / ``### END HIDDEN TESTS``, with hidden ones passed as ``hidden=[...]``.
-The hidden cases live only in the instructor's notebooks: students' versions (``camlab course student``) drop them
-and grading (``camlab course grade``) puts them back."""
+nbgrader's ``### BEGIN HIDDEN TESTS`` / ``### END HIDDEN TESTS``, with hidden ones. These are either drawn at
+grading time, ``hidden_seed=HIDDEN_SEED`` (a seed the grader derives from the instructor's secret; the instructor's
+notebook has ``HIDDEN_SEED = 0``): each chapter's module lists the kinds of case its chapter warns about (ties,
+constant maps, a layer given by name, ...) and :func:`cases_for` draws every kind with values from that seed, the
+expected answers computed by a reference in the module; or literal lists ``hidden=[...]`` in the instructor's
+notebook. Students' versions (``camlab course student``) drop the hidden region and grading (``camlab course
+grade``) puts it back; a failure names the case's number and the hint, never its values."""
 from __future__ import annotations
 
 import os
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -66,16 +70,47 @@ def run_check(name: str, student: Callable, cases: Iterable[tuple[tuple, object]
             last = traceback.format_exception_only(type(error), error)[-1].strip()
             return _report(CheckResult(name, False, f"case {number} of {len(cases)} raised {last}. Hint: {hint}"))
         if not compare(actual, expected):
-            shape = getattr(actual, "shape", None)
-            detail = f" (your result has shape {tuple(shape)})" if shape is not None else ""
+            shape = getattr(actual, "shape", None)   # not for hidden cases: a result's shape could carry their inputs
+            detail = f" (your result has shape {tuple(shape)})" if shape is not None and "(hidden" not in name else ""
             return _report(CheckResult(name, False, f"case {number} of {len(cases)} gives a wrong answer{detail}. "
                                                     f"Hint: {hint}"))
     return _report(CheckResult(name, True, f"all {len(cases)} cases pass"))
 
 
-def cases_for(name: str, visible: list, hidden: list | None) -> tuple[str, list]:
-    """The check's label and cases: the visible worked examples, or the notebook's hidden ones when given."""
+#: how many cases of each kind a hidden seed draws (:func:`cases_for`)
+HIDDEN_ROUNDS = 2
+
+
+def cases_for(name: str, visible: list, hidden: list | None, hidden_seed: int | None = None,
+              kinds: Sequence[Callable[[torch.Generator], tuple[tuple, object]]] = (),
+              rounds: int = HIDDEN_ROUNDS) -> tuple[str, list]:
+    """The check's label and cases: the visible worked examples; the notebook's literal ``hidden`` ones; or, with
+    ``hidden_seed``, :func:`cases_from_kinds` of ``kinds`` (each ``kind(generator) -> (args, expected)``)."""
+    if hidden_seed is not None:
+        if not kinds:
+            raise ValueError(f"{name}: this check has no generated hidden cases (pass hidden=[...])")
+        return f"{name} (hidden cases)", cases_from_kinds(hidden_seed, kinds, rounds)
     return (name, visible) if hidden is None else (f"{name} (hidden cases)", list(hidden))
+
+
+def cases_from_kinds(seed: int, kinds: Sequence[Callable[[torch.Generator], tuple[tuple, object]]],
+                     rounds: int = HIDDEN_ROUNDS) -> list:
+    """``rounds`` cases of every kind, drawn with one generator seeded by ``seed`` (``HIDDEN_SEED``): each edge case
+    the chapter warns about is in every hidden set, its values change with the seed, and the global random state is
+    untouched."""
+    generator = torch.Generator().manual_seed(int(seed))
+    return [kind(generator) for _ in range(rounds) for kind in kinds]
+
+
+def integer(generator: torch.Generator, low: int, high: int) -> int:
+    """A random integer in ``[low, high]`` (both included) from ``generator``."""
+    return int(torch.randint(low, high + 1, (1,), generator=generator))
+
+
+def small_integers(generator: torch.Generator, shape: tuple, low: int, high: int) -> torch.Tensor:
+    """A float tensor of random integers in ``[low, high]``: sums and products stay exact, and equal values (ties,
+    flat regions) are common."""
+    return torch.randint(low, high + 1, tuple(shape), generator=generator).float()
 
 
 def cases_from_seed(seed: int, make: Callable[[torch.Generator], tuple[tuple, object]], count: int) -> list:

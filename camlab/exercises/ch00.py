@@ -6,7 +6,7 @@ from functools import partial
 
 import torch
 
-from camlab.exercises._checking import CheckResult, cases_for, run_check
+from camlab.exercises._checking import CheckResult, cases_for, integer, run_check
 
 #: the class names of the seeded top-k cases
 NAMES = ("apple", "bus", "cat", "dog", "egg", "fox", "goat", "hat")
@@ -69,12 +69,50 @@ LAST_SPATIAL_LAYER = [(([("conv1", (1, 8, 32, 32)), ("relu1", (1, 8, 32, 32)), (
                        "relu2")]
 
 
-def check_last_spatial_layer(student, hidden: list | None = None) -> CheckResult:
+def last_spatial_layer_reference(rows) -> str | None:
+    """The name of the last row whose shape is 4-D with more than one position (H*W > 1); None when there is none."""
+    spatial = [name for name, shape in rows if len(shape) == 4 and shape[2] * shape[3] > 1]
+    return spatial[-1] if spatial else None
+
+
+def _layer_table(generator: torch.Generator, *, container: bool = False, line: bool = False, gate: bool = False,
+                 dense_end: bool = False):
+    """A random CNN's ``(name, shape)`` rows: a few stages that halve the map, then (unless ``dense_end``) a global
+    pool to 1x1, a flatten and a classifier. ``container``: a module row (``features``) after its last child, with
+    the same shape; ``line``: the last map is one row or one column (1 x W: still spatial); ``gate``: a squeeze
+    gate's 1x1 rows in the middle, before more spatial rows."""
+    batch, size, channels = integer(generator, 1, 8), 2 ** integer(generator, 4, 6), 2 ** integer(generator, 2, 4)
+    rows, stages = [], integer(generator, 2, 4)
+    for stage in range(stages):
+        size, channels = max(size // 2, 2), channels * 2
+        for part in ("conv", "bn", "relu")[:integer(generator, 1, 3)]:
+            rows.append((f"features.{len(rows)}", (batch, channels, size, size)))
+        if gate and stage == 0:
+            rows += [("se.pool", (batch, channels, 1, 1)), ("se.fc", (batch, channels, 1, 1)),
+                     (f"features.{len(rows) + 2}", (batch, channels, size, size))]
+    if line:
+        rows.append((f"features.{len(rows)}", (batch, channels, 1, size) if integer(generator, 0, 1) else
+                     (batch, channels, size, 1)))
+    if container:
+        rows.append(("features", rows[-1][1]))
+    if not dense_end:
+        rows += [("pool", (batch, channels, 1, 1)), ("flatten", (batch, channels)),
+                 ("fc", (batch, integer(generator, 2, 1000)))]
+    return (rows,), last_spatial_layer_reference(rows)
+
+
+#: the kinds of hidden case (``hidden_seed``): the chapter's traps for the default layer
+LAYER_KINDS = (_layer_table, partial(_layer_table, container=True), partial(_layer_table, line=True),
+               partial(_layer_table, gate=True), partial(_layer_table, dense_end=True))
+
+
+def check_last_spatial_layer(student, hidden: list | None = None, hidden_seed: int | None = None) -> CheckResult:
     """``student(rows) -> name``: ``rows`` is a list of ``(name, output shape)`` in execution order (what
     ``camlab.layers(model)`` lists, without the kind and the layout) of a CNN whose feature maps are (N,C,H,W);
     return the name of the LAST layer whose output is a 4-D feature map with more than one position (H*W > 1): the
-    default layer of every CAM method on such a model."""
-    name, cases = cases_for("last_spatial_layer", LAST_SPATIAL_LAYER, hidden)
+    default layer of every CAM method on such a model. ``hidden_seed`` draws :data:`LAYER_KINDS` (a pooled 1x1 map,
+    a container after its last child, a one-row map, a squeeze gate's 1x1 rows, no classifier at the end)."""
+    name, cases = cases_for("last_spatial_layer", LAST_SPATIAL_LAYER, hidden, hidden_seed, LAYER_KINDS)
     return run_check(name, student, cases, compare=lambda a, e: a == e,
                      hint="look for the last row whose output is a feature map: 4 numbers (N,C,H,W) with more than "
                           "one position; a 1x1 map after global pooling is not spatial, and (N,C) outputs are not maps")

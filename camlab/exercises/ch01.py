@@ -6,7 +6,7 @@ from functools import partial
 
 import torch
 
-from camlab.exercises._checking import CheckResult, cases_for, close, run_check
+from camlab.exercises._checking import CheckResult, cases_for, close, integer, run_check, small_integers
 
 def top_k_cams_reference(activations: torch.Tensor, fc_weight: torch.Tensor, fc_bias: torch.Tensor,
                          k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,11 +120,82 @@ def _same_box(actual, expected) -> bool:
         return False
 
 
-def check_box_from_threshold(student, hidden: list | None = None) -> CheckResult:
+def box_from_threshold_reference(heatmap: torch.Tensor, threshold: float) -> tuple[int, int, int, int]:
+    """The box ``(x0, y0, x1, y1)`` around every pixel ``>= threshold * max`` (upper edges exclusive)."""
+    rows, columns = torch.nonzero(heatmap >= threshold * heatmap.max(), as_tuple=True)
+    return int(columns.min()), int(rows.min()), int(columns.max()) + 1, int(rows.max()) + 1
+
+
+def _blob_map(generator: torch.Generator) -> torch.Tensor:
+    """A map of 4-9 x 4-9 pixels, 0 outside a random rectangle holding values k/20 times a power of two, whose
+    maximum is that power of two (so that ``heat >= t * heat.max()`` and ``heat / heat.max() >= t`` agree to the
+    last bit, and an absolute threshold does not)."""
+    height, width = integer(generator, 4, 9), integer(generator, 4, 9)
+    heat = torch.zeros(height, width)
+    y0, x0 = integer(generator, 0, height - 2), integer(generator, 0, width - 2)
+    y1, x1 = integer(generator, y0 + 1, height), integer(generator, x0 + 1, width)
+    heat[y0:y1, x0:x1] = small_integers(generator, (y1 - y0, x1 - x0), 1, 20) / 20
+    heat[integer(generator, y0, y1 - 1), integer(generator, x0, x1 - 1)] = 1.0
+    return heat * (0.25, 0.5, 2.0, 4.0, 8.0)[integer(generator, 0, 4)]
+
+
+def _box_case(heat: torch.Tensor, threshold: float):
+    return (heat, threshold), box_from_threshold_reference(heat, threshold)
+
+
+def _thresholds(generator: torch.Generator) -> float:
+    return (0.15, 0.2, 0.3, 0.5)[integer(generator, 0, 3)]
+
+
+def _one_blob(generator):
+    return _box_case(_blob_map(generator), _thresholds(generator))
+
+
+def _at_the_threshold_on_the_border(generator):
+    """A pixel exactly at the threshold (kept: ``>=``) on the last row or column (the upper edge is H or W)."""
+    heat, threshold = _blob_map(generator), _thresholds(generator)
+    if integer(generator, 0, 1):
+        heat[-1, integer(generator, 0, heat.shape[1] - 1)] = threshold * heat.max()
+    else:
+        heat[integer(generator, 0, heat.shape[0] - 1), -1] = threshold * heat.max()
+    return _box_case(heat, threshold)
+
+
+def _constant(generator):
+    """A constant map: every pixel is at the maximum, the box is the whole map."""
+    shape = (integer(generator, 2, 6), integer(generator, 2, 6))
+    return _box_case(torch.full(shape, integer(generator, 1, 20) / 20), _thresholds(generator))
+
+
+def _tied_maxima(generator):
+    """Two or three pixels share the maximum, apart; threshold 1.0 keeps just them: the box spans all of them."""
+    heat = _blob_map(generator)
+    top, heat = float(heat.max()), heat * 0.5
+    for _ in range(integer(generator, 2, 3)):
+        heat[integer(generator, 0, heat.shape[0] - 1), integer(generator, 0, heat.shape[1] - 1)] = top
+    if int((heat == top).sum()) < 2:      # two draws fell on one pixel: add a maximum in the opposite corner
+        heat[0, 0] = heat[-1, -1] = top
+    return _box_case(heat, 1.0)
+
+
+def _negative_evidence(generator):
+    """A signed CAM map: negative values (below any positive threshold) around the blob; the threshold is a fraction
+    of the maximum, not of the range."""
+    heat = _blob_map(generator)
+    heat[heat == 0] = -small_integers(generator, tuple(heat[heat == 0].shape), 1, 20) / 20
+    return _box_case(heat, _thresholds(generator))
+
+
+#: the kinds of hidden case (``hidden_seed``): the chapter's edge cases for the box
+BOX_KINDS = (_one_blob, _at_the_threshold_on_the_border, _constant, _tied_maxima, _negative_evidence)
+
+
+def check_box_from_threshold(student, hidden: list | None = None, hidden_seed: int | None = None) -> CheckResult:
     """``student(heatmap (H,W), threshold) -> (x0, y0, x1, y1)``: the box around every pixel whose value is at least
     ``threshold`` times the map's maximum, upper edges exclusive (``heatmap[y0:y1, x0:x1]`` is the box). The maps
-    have one blob, so this is the Grad-CAM paper's box without the connected-segment step."""
-    name, cases = cases_for("box_from_threshold", BOX_FROM_THRESHOLD, hidden)
+    have one blob, so this is the Grad-CAM paper's box without the connected-segment step. ``hidden_seed`` draws
+    :data:`BOX_KINDS` (a value exactly at the threshold, a constant map, tied maxima, negative values)."""
+    name, cases = cases_for("box_from_threshold", BOX_FROM_THRESHOLD, hidden, hidden_seed, BOX_KINDS)
     return run_check(name, student, cases, compare=_same_box,
                      hint="the threshold is a fraction of the map's maximum, not an absolute value; x runs along "
                           "the columns and y along the rows; the upper edges are one past the last kept row/column")

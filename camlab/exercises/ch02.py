@@ -7,7 +7,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from camlab.exercises._checking import CheckResult, cases_for, close, run_check, with_weights
+from camlab.exercises._checking import CheckResult, cases_for, close, integer, run_check, small_integers, with_weights
 
 
 def _two_channel_net(linear_weight: torch.Tensor) -> nn.Sequential:
@@ -33,13 +33,60 @@ def _layer_gradient_cases() -> list:
                                    torch.tensor([[[[2., -1.], [0., 0.]], [[1., 1.], [0., 2.]]]])))]
 
 
-def check_layer_gradients(student, hidden: list | None = None) -> CheckResult:
+def layer_gradients_reference(model: nn.Module, x: torch.Tensor, layer, class_index: int):
+    """The layer's output (a forward hook, removed afterwards) and the gradient of the summed class score with
+    respect to it; ``layer`` a module or its dotted name."""
+    module = model.get_submodule(layer) if isinstance(layer, str) else layer
+    store = {}
+    handle = module.register_forward_hook(lambda _, inputs, output: store.update(output=output))
+    try:
+        with torch.enable_grad():
+            logits = model(x)
+    finally:
+        handle.remove()
+    (gradients,) = torch.autograd.grad(logits[:, class_index].sum(), store["output"])
+    return store["output"].detach(), gradients
+
+
+def _gradient_case(generator: torch.Generator, by_name: bool = False, nested: bool = False, zero_image: bool = False,
+                   before_relu: bool = False):
+    """A random small CNN (a 1x1 or 3x3 convolution with K = 2-3 channels -> ReLU -> flatten -> linear, integer
+    weights) on 1-3 images of 1x2x2 or 1x3x3 pixels, a random class (often not the top one). ``by_name``: the layer
+    as its dotted name; ``nested``: the convolution and ReLU inside a block (names ``0.0``, ``0.1``);
+    ``zero_image``: one image all zero; ``before_relu``: the convolution's output (its gradient is masked by the
+    ReLU's derivative, 0 where the output is not positive: it differs from image to image, 2-3 of them)."""
+    channels, size, kernel = integer(generator, 2, 3), integer(generator, 2, 3), (1, 3)[integer(generator, 0, 1)]
+    classes, batch = integer(generator, 2, 4), integer(generator, 2 if before_relu else 1, 3)
+    block = [nn.Conv2d(1, channels, kernel, padding=kernel // 2, bias=False), nn.ReLU()]
+    layers = [nn.Sequential(*block)] if nested else block
+    model = with_weights(lambda: nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels * size * size, classes,
+                                                                                 bias=False)),
+                         small_integers(generator, (channels, 1, kernel, kernel), -2, 2),
+                         small_integers(generator, (classes, channels * size * size), -3, 3))
+    x = small_integers(generator, (batch, 1, size, size), -3, 3)
+    if zero_image:
+        x[integer(generator, 0, batch - 1)] = 0
+    index = 0 if before_relu else 1
+    name = f"0.{index}" if nested else str(index)
+    layer = name if by_name else model.get_submodule(name)
+    class_index = integer(generator, 0, classes - 1)
+    return (model, x, layer, class_index), layer_gradients_reference(model, x, layer, class_index)
+
+
+#: the kinds of hidden case (``hidden_seed``): the layer given as a module or by name (a nested ``0.0`` too), an
+#: all-zero image, the convolution before the ReLU; batches of 1-3 images
+GRADIENT_KINDS = (_gradient_case, partial(_gradient_case, by_name=True), partial(_gradient_case, by_name=True,
+                                                                                   nested=True, before_relu=True),
+                  partial(_gradient_case, zero_image=True), partial(_gradient_case, before_relu=True))
+
+
+def check_layer_gradients(student, hidden: list | None = None, hidden_seed: int | None = None) -> CheckResult:
     """``student(model, x, layer, class_index) -> (activations, gradients)``, both (N,K,h,w), where ``layer`` is a
     module of ``model`` or its dotted name (``"blocks.5"``, as ``model.get_submodule`` takes it): the layer's output
     captured with a forward hook and :math:`\\partial y^c / \\partial A^k_{ij}` from ``torch.autograd.grad``, for every
     image of the batch (the score of image n depends only on image n, so the gradient of the summed score works).
-    The model's hooks must be gone afterwards."""
-    name, cases = cases_for("layer_gradients", _layer_gradient_cases(), hidden)
+    The model's hooks must be gone afterwards. ``hidden_seed`` draws :data:`GRADIENT_KINDS`."""
+    name, cases = cases_for("layer_gradients", _layer_gradient_cases(), hidden, hidden_seed, GRADIENT_KINDS)
 
     def compare(actual, expected) -> bool:
         try:

@@ -2,10 +2,12 @@
 spurious cue, and how a gate that saturates inside a network hides its evidence from the gradient."""
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 
-from camlab.exercises._checking import CheckResult, cases_for, close, run_check, with_weights
+from camlab.exercises._checking import CheckResult, cases_for, close, integer, run_check, small_integers, with_weights
 
 
 def _detached(value):
@@ -27,10 +29,47 @@ def _ablation_cases() -> list:
             ((relu, clipped, 0), torch.tensor([1., -2., 2.]))]
 
 
-def check_channel_ablation_drop(student, hidden: list | None = None) -> CheckResult:
+def channel_ablation_drop_reference(head: nn.Module, activations: torch.Tensor, target: int) -> torch.Tensor:
+    """``y[target](A) - y[target](A with channel k zeroed)`` for every channel k: the K ablated copies and the
+    original in one batch through the head."""
+    channels = activations.shape[1]
+    ablated = activations.repeat(channels, 1, 1, 1)
+    ablated[range(channels), range(channels)] = 0
+    with torch.no_grad():
+        scores = head(torch.cat([activations, ablated]))[:, target]
+    return scores[0] - scores[1:]
+
+
+def _ablation_case(generator: torch.Generator, relu: bool = False, dead: bool = False):
+    """A GAP + linear head (2-3 classes, 2-4 channels, integer weights and bias) on (1,K,h,w) activations in
+    [0, 3]. ``relu``: a ReLU on the logits, and the target's logit is 1 while channel 0 contributes 6 to it, so that
+    zeroing channel 0 clips the logit at 0 (a drop of 1, where gradient x activation says 6); ``dead``: a channel of
+    zeros (its drop is exactly 0)."""
+    classes, channels = integer(generator, 2, 3), integer(generator, 2, 4)
+    size, target = (integer(generator, 1, 3), integer(generator, 1, 3)), integer(generator, 0, classes - 1)
+    weight = small_integers(generator, (classes, channels), -3, 3)
+    bias = small_integers(generator, (classes,), -2, 2)
+    activations = small_integers(generator, (1, channels, *size), 0, 3)
+    if dead:
+        activations[0, integer(generator, 1, channels - 1)] = 0
+    if relu:
+        weight[target, 0], activations[0, 0] = 3.0, 2.0
+        bias[target] = 1 - float(weight[target] @ activations[0].mean(dim=(1, 2)))
+    layers = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, classes)] + ([nn.ReLU()] if relu else [])
+    head = with_weights(lambda: nn.Sequential(*layers), weight, bias)
+    return (head, activations, target), channel_ablation_drop_reference(head, activations, target)
+
+
+#: the kinds of hidden case (``hidden_seed``): a linear head, a head whose logits pass a ReLU, a dead channel
+ABLATION_KINDS = (_ablation_case, partial(_ablation_case, relu=True), partial(_ablation_case, relu=True, dead=True),
+                  partial(_ablation_case, dead=True))
+
+
+def check_channel_ablation_drop(student, hidden: list | None = None, hidden_seed: int | None = None) -> CheckResult:
     """``student(head, activations, target) -> (K,)``: for a head mapping (1,K,h,w) activations to (1,classes)
-    logits, the drop ``y[target](A) - y[target](A with channel k zeroed)`` for every channel k."""
-    name, cases = cases_for("channel_ablation_drop", _ablation_cases(), hidden)
+    logits, the drop ``y[target](A) - y[target](A with channel k zeroed)`` for every channel k. ``hidden_seed`` draws
+    :data:`ABLATION_KINDS`."""
+    name, cases = cases_for("channel_ablation_drop", _ablation_cases(), hidden, hidden_seed, ABLATION_KINDS)
     return run_check(
         name, lambda head, activations, target: _detached(student(head, activations.clone(), target)), cases,
         hint="run the head on the original activations and on a copy with channel k set to 0, and return "
@@ -43,10 +82,49 @@ CUE_MASS = [((torch.tensor([[1., 1., 0., 3.], [0., 0., 2., 0.], [3., 1., 0., 3.]
     torch.tensor(0.21429))]
 
 
-def check_cue_mass(student, hidden: list | None = None) -> CheckResult:
+def cue_mass_reference(heatmap: torch.Tensor, box) -> torch.Tensor:
+    """The share of the map's total inside ``box`` (``heatmap[y0:y1, x0:x1]``), in float64."""
+    x0, y0, x1, y1 = box
+    heat = heatmap.double()
+    return heat[y0:y1, x0:x1].sum() / heat.sum()
+
+
+def _cue_case(generator: torch.Generator, border: bool = False, empty: bool = False, whole: bool = False):
+    """A non-negative integer map of 2-6 x 2-7 pixels (zeros common) and a box in it, not square. ``border``: the
+    box reaches the last row and column (upper edges H and W); ``empty``: the map is 0 in the box (share 0);
+    ``whole``: the box is the whole map (share 1)."""
+    height, width = integer(generator, 2, 6), integer(generator, 3, 7)
+    heat = small_integers(generator, (height, width), 0, 3)
+    x0, y0 = integer(generator, 0, width - 2), integer(generator, 0, height - 2)
+    x1, y1 = integer(generator, x0 + 1, width), integer(generator, y0 + 1, height)
+    if border:
+        x1, y1 = width, height
+    if whole:
+        x0, y0, x1, y1 = 0, 0, width, height
+    elif (x0, y0, x1, y1) == (0, 0, width, height):
+        x0 = 1                                              # a box that is not the whole map
+    if empty:
+        heat[y0:y1, x0:x1] = 0
+    outside = torch.ones(height, width, dtype=torch.bool)
+    outside[y0:y1, x0:x1] = False
+    if whole and heat.sum() == 0:
+        heat[0, 0] = 1.0                                    # never a zero map
+    if not whole and heat[outside].sum() == 0:              # mass outside the box too
+        heat[outside.nonzero()[0].tolist()] = 1.0
+    box = (x0, y0, x1, y1)
+    return (heat, box), cue_mass_reference(heat, box)
+
+
+#: the kinds of hidden case (``hidden_seed``): a box on the border, a box with no mass, the whole map
+CUE_KINDS = (_cue_case, partial(_cue_case, border=True), partial(_cue_case, empty=True), partial(_cue_case,
+                                                                                               whole=True))
+
+
+def check_cue_mass(student, hidden: list | None = None, hidden_seed: int | None = None) -> CheckResult:
     """``student(heatmap, box) -> float``: the share of a non-negative (H,W) map's total value inside
-    ``box = (x0, y0, x1, y1)`` (exclusive upper edges: ``heatmap[y0:y1, x0:x1]``)."""
-    name, cases = cases_for("cue_mass", CUE_MASS, hidden)
+    ``box = (x0, y0, x1, y1)`` (exclusive upper edges: ``heatmap[y0:y1, x0:x1]``). ``hidden_seed`` draws
+    :data:`CUE_KINDS`."""
+    name, cases = cases_for("cue_mass", CUE_MASS, hidden, hidden_seed, CUE_KINDS)
     return run_check(name, lambda heatmap, box: float(student(heatmap.clone(), box)), cases,
                      hint="add up the map inside the box (rows are y, columns are x; upper edges excluded) and "
                           "divide by the sum of the whole map", compare=lambda a, e: close(a, e, atol=1e-4))

@@ -1,28 +1,88 @@
 """Checks for chapter 08 (capstone): a new CAM method written as a small subclass of camlab's base class.
 
-The check tests the student's own ``channel_weights`` on worked examples (the task's formula by hand), not the
-map of some class that happens to give it: a subclass of one of camlab's methods (``class MyCAM(camlab.XGradCAM):
-pass``) fails. It also checks the explainer contract on a tiny net."""
+The two formulas are variants camlab does not ship (XGrad-CAM with the positive gradients only; the largest gradient
+where the channel is active). The check tests the student's own ``channel_weights`` on worked examples (the task's
+formula by hand) and, when grading, on cases drawn from ``HIDDEN_SEED``, not the map of some class that happens to
+give it: a subclass of one of camlab's methods (``class MyCAM(camlab.XGradCAM): pass``) fails. It also checks the
+explainer contract on a tiny net."""
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 from torch import nn
 
 from camlab.exercises._checking import CheckResult, cases_for, close, run_check
 
-#: task -> (worked examples ((activations, gradients), weights), the task in words)
+
+def positive_xgradcam_weights(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """Exercise 1's weights: XGrad-CAM (Fu et al., BMVC 2020) with the positive gradients only,
+    :math:`w_k = \\sum_{ij} \\frac{A^k_{ij}}{\\sum_{ab} A^k_{ab}} \\max(g^k_{ij}, 0)`, and 0 for a channel whose
+    activations sum to 0. (N,K,h,w) x 2 -> (N,K)."""
+    total = activations.sum(dim=(2, 3), keepdim=True)
+    share = torch.where(total != 0, activations / torch.where(total != 0, total, torch.ones_like(total)), 0.0)
+    return (share * gradients.clamp(min=0)).sum(dim=(2, 3))
+
+
+def active_max_gradient_weights(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """Exercise 2's weights: the largest gradient among the positions where the channel is active,
+    :math:`w_k = \\max_{ij:\\,A^k_{ij} > 0} g^k_{ij}`, and 0 for a channel active nowhere. (N,K,h,w) x 2 -> (N,K)."""
+    largest = torch.where(activations > 0, gradients, -torch.inf).amax(dim=(2, 3))
+    return torch.where(torch.isfinite(largest), largest, 0.0)
+
+
+#: one worked example for both tasks (the notebook prints it): channel 0 is active at three positions, channel 1
+#: nowhere
+_A = torch.tensor([[[[3., 1.], [2., 0.]], [[0., 0.], [0., 0.]]]])
+_G = torch.tensor([[[[-2., -1.], [2., 1.]], [[0., 2.], [-1., -3.]]]])
+
+#: task -> (its reference weights, worked examples ((activations, gradients), weights), the task in words)
 TASKS = {
-    "xgradcam": (
-        # channel 0: sum A = 6, sum A g = 3 * -2 + 1 * -1 + 2 * 2 + 0 * 1 = -3, so -3 / 6 = -0.5; channel 1 sums to 0
-        [((torch.tensor([[[[3., 1.], [2., 0.]], [[0., 0.], [0., 0.]]]]), torch.tensor([[[[-2., -1.], [2., 1.]],
-            [[0., 2.], [-1., -3.]]]])), torch.tensor([[-0.5, 0.]]))],
-        "XGrad-CAM: w_k = sum_ij A_ij g_ij / sum_ab A_ab (0 for a channel whose activations sum to 0)"),
-    "maxgrad": (
-        # the largest gradient of each channel: max(-2, -1, 2, 1) = 2 and max(0, 2, -1, -3) = 2
-        [((torch.tensor([[[[3., 1.], [2., 0.]], [[0., 0.], [0., 0.]]]]), torch.tensor([[[[-2., -1.], [2., 1.]],
-            [[0., 2.], [-1., -3.]]]])), torch.tensor([[2., 2.]]))],
-        "max-gradient Grad-CAM: w_k = max_ij g_ij (the largest gradient instead of the mean)"),
+    "positive_xgradcam": (
+        positive_xgradcam_weights,
+        [((_A, _G), torch.tensor([[2 / 3, 0.]]))],
+        "XGrad-CAM with the positive gradients only: w_k = sum_ij (A_ij / sum_ab A_ab) max(g_ij, 0), and 0 for a "
+        "channel whose activations sum to 0"),
+    "active_maxgrad": (
+        active_max_gradient_weights,
+        [((_A, _G), torch.tensor([[2., 0.]])),
+         # a second example: one channel, active at two positions
+         ((torch.tensor([[[[1., 0.], [0., 2.]]]]), torch.tensor([[[[-3., 5.], [4., -1.]]]])), torch.tensor([[-1.]]))],
+        "the largest gradient where the channel is active: w_k = max of g_ij over the positions with A_ij > 0 (which "
+        "may be negative), and 0 for a channel that is active nowhere"),
 }
+
+#: hidden cases per task and seed
+HIDDEN_CASES = 4
+
+
+def _hidden_case(task: str, generator: torch.Generator) -> tuple[tuple, torch.Tensor]:
+    """One random case ``((activations, gradients), weights)`` for ``task``: small integers, N in 1..2, K in
+    5..7, h in 1..3, w in 2..4, activations >= 0 (as after a ReLU), and in every image the edge cases the
+    capstone's formulas must handle: a channel active nowhere, a channel whose gradients are negative wherever it is
+    active, a channel whose largest gradient sits where it is inactive. The expected weights come from the task's
+    reference."""
+    def draw(high, *shape):
+        return torch.randint(0, high, shape, generator=generator).float()
+
+    n, k = int(draw(2, 1)) + 1, int(draw(3, 1)) + 5
+    h, w = int(draw(3, 1)) + 1, int(draw(3, 1)) + 2           # w >= 2: room for an inactive position
+    activations = draw(4, n, k, h, w) * (draw(3, n, k, h, w) > 0)    # about a third of the positions inactive
+    gradients = draw(9, n, k, h, w) - 4                              # -4 .. 4
+    activations[:, 0] = 0                                            # active nowhere
+    activations[:, 1, 0, 0], activations[:, 1, -1, -1] = 2, 1        # negative gradients wherever it is active,
+    gradients[:, 1] = torch.where(activations[:, 1] > 0, -gradients[:, 1].abs() - 1, gradients[:, 1].abs() + 1)
+    activations[:, 2, 0, 0], activations[:, 2, -1, -1] = 1, 0        # positive ones elsewhere; channel 2 has its
+    gradients[:, 2, -1, -1] = gradients[:, 2].amax(dim=(1, 2)) + 2   # largest gradient where it is inactive
+    order = torch.randperm(k, generator=generator)                  # the edge cases in any channel
+    activations, gradients = activations[:, order].contiguous(), gradients[:, order].contiguous()
+    return (activations, gradients), TASKS[task][0](activations, gradients)
+
+
+def hidden_cases(task: str, hidden_seed: int) -> list:
+    """The hidden cases of ``task`` for the grader's ``HIDDEN_SEED`` (drawn at grading time, in the grader):
+    :data:`HIDDEN_CASES` of one kind, since every case holds all the edge cases (:func:`_hidden_case`)."""
+    return cases_for(task, [], None, hidden_seed, (partial(_hidden_case, task),), rounds=HIDDEN_CASES)[1]
 
 
 class _CheckNet(nn.Module):
@@ -97,13 +157,18 @@ def own_channel_weights(cls, activations, gradients):
     return cls(model, layer="features").channel_weights(activations.clone(), gradients.clone())
 
 
-def check_custom_method(cls, task: str = "xgradcam", hidden: list | None = None) -> CheckResult:
+def check_custom_method(cls, task: str = "positive_xgradcam", hidden: list | None = None,
+                        hidden_seed: int | None = None) -> CheckResult:
     """``cls`` is your subclass of ``camlab.GradientMethod`` overriding ``channel_weights(activations, gradients)``
     (both (N,K,h,w)) to return (N,K) weights. The check calls your ``channel_weights`` on worked examples of the
-    formula ``task`` names (see :data:`TASKS`) and verifies the explainer contract on a tiny net."""
+    formula ``task`` names (see :data:`TASKS`) and verifies the explainer contract on a tiny net. ``hidden_seed``
+    (the grader's ``HIDDEN_SEED``): :data:`HIDDEN_CASES` cases drawn from it instead (:func:`hidden_cases`), with
+    the edge cases of the formula; ``hidden``: explicit cases instead."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
-    visible, words = TASKS[task]
+    _, visible, words = TASKS[task]
+    if hidden_seed is not None:
+        hidden = hidden_cases(task, hidden_seed)
     name, cases = cases_for(f"custom method ({task})", visible, hidden)
 
     def weights(activations, gradients):
@@ -123,9 +188,9 @@ EXPERIMENT_SCENES, EXPERIMENT_SEED_BASE = 40, 2000
 
 
 def maxgrad_shift_reference(seed: int, layer: str = "features.10") -> torch.Tensor:
-    """(40,) per scene: the mass inside the object's mask of max-gradient Grad-CAM (:math:`w_k = \\max_{ij} g^k_{ij}`)
-    minus that of XGrad-CAM, both scaled maps of ``lab_gap`` at ``layer`` explaining each scene's label, on
-    ``make_scenes(40, seed=2000 + seed, distractors=1)``."""
+    """(40,) per scene: the mass inside the object's mask of exercise 2's max-gradient Grad-CAM
+    (:func:`active_max_gradient_weights`) minus that of XGrad-CAM, both scaled maps of ``lab_gap`` at ``layer``
+    explaining each scene's label, on ``make_scenes(40, seed=2000 + seed, distractors=1)``."""
     from camlab.lab import make_scenes
     from camlab.methods import GradientMethod, XGradCAM
     from camlab.metrics import mass_inside
@@ -133,7 +198,7 @@ def maxgrad_shift_reference(seed: int, layer: str = "features.10") -> torch.Tens
 
     class _MaxGrad(GradientMethod):
         def channel_weights(self, activations, gradients):
-            return gradients.amax(dim=(2, 3))
+            return active_max_gradient_weights(activations, gradients)
 
     model = load_model("lab_gap")
     scenes = make_scenes(EXPERIMENT_SCENES, seed=EXPERIMENT_SEED_BASE + int(seed), distractors=1)

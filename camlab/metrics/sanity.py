@@ -27,6 +27,12 @@ from camlab.targets import fixed
 _SEED_OFFSET = 0x5A17C0DE
 
 
+def step_seed(seed: int, step: int) -> int:
+    """The seed under which :func:`sanity_check` draws step ``step``'s re-initialisation (``seed`` is its argument):
+    a by-hand cascade that seeds its steps the same way reproduces camlab's numbers exactly."""
+    return _SEED_OFFSET + seed * 100_003 + step
+
+
 def _execution_order(model: nn.Module, x: torch.Tensor) -> list[str]:
     """Names of the modules that own parameters directly, in the order the forward pass first calls them."""
     order: list[str] = []
@@ -136,10 +142,9 @@ def sanity_check(model: nn.Module, x: torch.Tensor, method="gradcam", layer=None
         if group not in modules:
             raise ValueError(f"no module named {group!r} in {type(model).__name__} (see cascade_layers(model, x))")
         with torch.random.fork_rng(devices=devices):
-            step_seed = _SEED_OFFSET + seed * 100_003 + step
-            torch.manual_seed(step_seed)
+            torch.manual_seed(step_seed(seed, step))
             if devices:
-                torch.cuda.manual_seed_all(step_seed)
+                torch.cuda.manual_seed_all(step_seed(seed, step))
             _reinitialise(modules[group])
         randomized = saliency(build(copied)(x, classes))
         correlations[group] = float(np.mean([spearman(a, b) for a, b in zip(original, randomized)]))
