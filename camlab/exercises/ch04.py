@@ -92,10 +92,8 @@ def check_segment_boxes(student, hidden: list | None = None, hidden_seed: int | 
     raster order of their first pixel), upper edges exclusive (:func:`segment_boxes_reference`)."""
     name, cases = cases_for("segment_boxes", SEGMENT_BOXES, hidden, hidden_seed, SEGMENT_KINDS)
     return run_check(name, lambda heat, t, k: student(heat, t, k), cases,
-                     hint="keep the pixels at or above the threshold times the maximum; diagonal neighbours belong to "
-                          "the same segment; count each segment's pixels, drop those below min_pixels, sort by size "
-                          "(largest first, a stable sort keeps equal sizes in the order they were labelled); a constant "
-                          "map is one segment",
+                     hint="check three things against the task: whether a value exactly at the threshold is kept, "
+                          "which neighbours make pixels one segment, and how segments of equal size are ordered",
                      compare=_same_boxes)
 
 

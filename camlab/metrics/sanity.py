@@ -29,7 +29,9 @@ _SEED_OFFSET = 0x5A17C0DE
 
 def step_seed(seed: int, step: int) -> int:
     """The seed under which :func:`sanity_check` draws step ``step``'s re-initialisation (``seed`` is its argument):
-    a by-hand cascade that seeds its steps the same way reproduces camlab's numbers exactly."""
+    a by-hand cascade that seeds its steps the same way (and randomizes the same groups in the same order)
+    reproduces camlab's numbers exactly. A step whose reset draws nothing (batch norm: weight 1, bias 0, running
+    statistics 0 and 1) does not depend on it."""
     return _SEED_OFFSET + seed * 100_003 + step
 
 
